@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is set up by them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+AZURITE := .tools/node_modules/.bin/azurite-blob
+AZURITE_VERSION := 3.35.0
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: help venv emulators demo test lint bench clean
+
+help:
+	@echo "make demo   - set up .venv and run the demo ingest"
+	@echo "make test   - set up .venv and the emulators, then run the whole test suite"
+	@echo "make lint   - ruff"
+	@echo "make bench  - run the benchmarks (see docs/benchmarks.md)"
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	@PYTHON=$$(scripts/find-python.sh) || exit 1; \
+	  echo "using $$PYTHON"; \
+	  [ -x $(PY) ] || $$PYTHON -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[all,test,bench]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+$(AZURITE):
+	@command -v npm >/dev/null || { echo "error: npm (Node >= 18) is needed for the Azurite emulator" >&2; exit 1; }
+	npm install --silent --no-audit --no-fund --prefix .tools azurite@$(AZURITE_VERSION)
+
+emulators: $(AZURITE)
+
+demo: venv
+	$(PY) -m flows.demo
+
+test: venv emulators
+	$(VENV)/bin/ruff check zarrcore flows deployments tests bench
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check zarrcore flows deployments tests bench
+
+bench: venv
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .tools data .pytest_cache

@@ -1,0 +1,111 @@
+"""The one exception tree of zarrcore.
+
+Every error names the key, chunk index or metadata field at fault. Callers catch
+:class:`ZarrcoreError` for everything, or a leaf for one cause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ZarrcoreError",
+    "MetadataError",
+    "MetadataConflictError",
+    "UnsupportedDtypeError",
+    "CodecError",
+    "StoreError",
+    "NotFound",
+    "AlreadyExists",
+    "PreconditionFailed",
+    "Throttled",
+    "TransientStoreError",
+    "AccessDenied",
+    "InvalidKey",
+    "ReadOnlyError",
+    "ChunkError",
+    "SelectionError",
+]
+
+
+class ZarrcoreError(Exception):
+    """Base of every error raised by zarrcore."""
+
+
+class MetadataError(ZarrcoreError, ValueError):
+    """Array or group metadata is malformed, unsupported or inconsistent."""
+
+
+class UnsupportedDtypeError(MetadataError):
+    """A data type that this Zarr format (or zarrcore) cannot store."""
+
+
+class CodecError(ZarrcoreError):
+    """A codec is unknown, misconfigured, or failed to encode/decode a chunk."""
+
+
+class SelectionError(ZarrcoreError, IndexError):
+    """An index or slice does not fit the array, or assigned data has the wrong shape."""
+
+
+class StoreError(ZarrcoreError):
+    """A store operation failed. ``key`` names the object, when one is involved."""
+
+    def __init__(self, message: str, *, key: str | None = None, store: str | None = None) -> None:
+        self.key = key
+        self.store = store
+        super().__init__(message)
+
+
+class NotFound(StoreError, KeyError):
+    """The key (or array/group) does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class AlreadyExists(StoreError):
+    """A create-only write found the key already present."""
+
+
+class PreconditionFailed(AlreadyExists):
+    """A conditional write failed (create-only or ETag/generation mismatch)."""
+
+
+class MetadataConflictError(AlreadyExists, MetadataError):
+    """An array or group already exists with metadata different from what was asked."""
+
+
+class Throttled(StoreError):
+    """The service asked us to slow down (HTTP 429, S3 SlowDown/503). Retryable."""
+
+
+class TransientStoreError(StoreError):
+    """A failure that may pass: 5xx, connection reset, timeout. Retryable."""
+
+
+class AccessDenied(StoreError):
+    """Credentials are missing or lack permission (401/403). Never retried."""
+
+
+class InvalidKey(StoreError, ValueError):
+    """A key that could escape the store root or is otherwise malformed."""
+
+
+class ReadOnlyError(StoreError):
+    """A write to an array, group or store opened read-only."""
+
+
+class ChunkError(ZarrcoreError):
+    """Reading, decoding or writing one chunk failed; ``index`` names it and ``cause`` says why."""
+
+    def __init__(self, index: tuple[int, ...], cause: BaseException, *, key: str | None = None) -> None:
+        self.index = tuple(index)
+        self.cause = cause
+        self.key = key
+        where = f"chunk {self.index}" + (f" (key {key!r})" if key else "")
+        super().__init__(f"{where}: {type(cause).__name__}: {cause}")
+        self.__cause__ = cause
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.index, self.cause), {"key": self.key})

@@ -1,0 +1,163 @@
+"""The Store protocol: a flat key/value space of bytes, addressed by ``/``-separated keys."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from zarrcore.errors import InvalidKey
+
+__all__ = [
+    "ByteRange",
+    "RangeRequest",
+    "OffsetRequest",
+    "SuffixRequest",
+    "PutMode",
+    "Store",
+    "validate_key",
+    "join_key",
+    "slice_range",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeRequest:
+    """Bytes ``[start, end)``."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetRequest:
+    """Bytes from ``offset`` to the end."""
+
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SuffixRequest:
+    """The last ``suffix`` bytes."""
+
+    suffix: int
+
+
+ByteRange = RangeRequest | OffsetRequest | SuffixRequest
+PutMode = Literal["overwrite", "create"]
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise :class:`InvalidKey`.
+
+    Refused: empty keys, absolute keys, backslashes, NUL, empty segments and ``.``/``..`` segments,
+    so that no key can address anything outside the store root.
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidKey(f"invalid key {key!r}: keys are non-empty strings", key=str(key))
+    if key.startswith("/"):
+        raise InvalidKey(f"invalid key {key!r}: absolute keys are not allowed", key=key)
+    if "\\" in key or "\x00" in key:
+        raise InvalidKey(f"invalid key {key!r}: backslashes and NUL are not allowed", key=key)
+    for seg in key.split("/"):
+        if seg in ("", ".", ".."):
+            raise InvalidKey(f"invalid key {key!r}: empty, '.' and '..' segments are not allowed", key=key)
+    return key
+
+
+def join_key(*parts: str) -> str:
+    """Join key parts with ``/``, skipping empty parts."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def slice_range(data: bytes, byte_range: ByteRange | None) -> bytes:
+    """Apply a byte range to whole-object bytes (for stores without native range reads)."""
+    if byte_range is None:
+        return data
+    if isinstance(byte_range, RangeRequest):
+        return data[byte_range.start : byte_range.end]
+    if isinstance(byte_range, OffsetRequest):
+        return data[byte_range.offset :]
+    if isinstance(byte_range, SuffixRequest):
+        return data[-byte_range.suffix :] if byte_range.suffix else b""
+    raise TypeError(f"unknown byte range {byte_range!r}")
+
+
+class Store(abc.ABC):
+    """A key/value store of bytes. Implementations must be safe to use from many threads.
+
+    Every ``put`` is atomic: a reader sees the old object, the new object, or nothing, never a part.
+    ``mode="create"`` writes only if the key is absent and raises :class:`~zarrcore.errors.AlreadyExists`
+    otherwise; the check and the write are one operation on the server.
+    """
+
+    #: Whether writes are refused.
+    read_only: bool = False
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """A URL naming the store root; never contains credentials."""
+
+    @abc.abstractmethod
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
+        """Return the object's bytes (or a range of them). Raises ``NotFound``."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
+        """Write an object atomically; ``mode="create"`` fails with ``AlreadyExists`` if present."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete an object; deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield every key starting with ``prefix``, across all pages, in no set order."""
+
+    def exists(self, key: str) -> bool:
+        """Whether the key holds an object."""
+        try:
+            self.size(key)
+        except KeyError:
+            return False
+        return True
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """The object's size in bytes. Raises ``NotFound``."""
+
+    def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
+        """Immediate children under ``prefix``: (object names, sub-prefix names), both sorted."""
+        prefix = prefix.strip("/")
+        base = prefix + "/" if prefix else ""
+        keys: set[str] = set()
+        dirs: set[str] = set()
+        for k in self.list(base):
+            rest = k[len(base) :]
+            head, sep, _ = rest.partition("/")
+            (dirs if sep else keys).add(head)
+        return sorted(keys), sorted(dirs)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix`` (a folder-like prefix); return how many."""
+        prefix = prefix.strip("/")
+        base = prefix + "/" if prefix else ""
+        n = 0
+        for k in list(self.list(base)):
+            self.delete(k)
+            n += 1
+        return n
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the store may not be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

@@ -1,0 +1,78 @@
+"""An in-process store backed by a dict. ``memory://name`` URLs share one store per name."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from zarrcore.errors import AlreadyExists, NotFound
+from zarrcore.storage.base import ByteRange, PutMode, Store, slice_range, validate_key
+
+__all__ = ["MemoryStore"]
+
+_NAMED: dict[str, MemoryStore] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+class MemoryStore(Store):
+    """Objects kept in a dict; useful for tests and scratch arrays."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self._name = name or f"{id(self):x}"
+        self._data: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> MemoryStore:
+        """``memory://name`` returns the one store of that name in this process."""
+        if options:
+            raise TypeError(f"memory store takes no options, got {sorted(options)}")
+        name = url.split("://", 1)[1].strip("/") if "://" in url else url
+        if not name:
+            return cls()
+        with _NAMED_LOCK:
+            store = _NAMED.get(name)
+            if store is None:
+                store = _NAMED[name] = cls(name)
+            return store
+
+    @property
+    def url(self) -> str:
+        return f"memory://{self._name}"
+
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
+        validate_key(key)
+        try:
+            data = self._data[key]
+        except KeyError:
+            raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url) from None
+        return slice_range(data, byte_range)
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
+        validate_key(key)
+        value = bytes(data)
+        with self._lock:
+            if mode == "create" and key in self._data:
+                raise AlreadyExists(f"key {key!r} already exists in {self.url}", key=key, store=self.url)
+            self._data[key] = value
+
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        with self._lock:
+            self._data.pop(key, None)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        with self._lock:
+            keys = [k for k in self._data if k.startswith(prefix)]
+        yield from keys
+
+    def size(self, key: str) -> int:
+        validate_key(key)
+        try:
+            return len(self._data[key])
+        except KeyError:
+            raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url) from None
+
+    def exists(self, key: str) -> bool:
+        validate_key(key)
+        return key in self._data
