@@ -1,8 +1,32 @@
-"""zarrcore: a small, complete Zarr (v2 and v3) library for local disk and object storage."""
+"""zarrcore: a small, complete Zarr (v2 and v3) library for local disk and object storage.
+
+>>> import zarrcore, numpy as np
+>>> a = zarrcore.create("memory://doc", shape=(4, 4), chunks=(2, 2), dtype="float32", overwrite=True)
+>>> a[:] = np.arange(16, dtype="float32").reshape(4, 4)
+>>> float(zarrcore.open("memory://doc")[3, 3])
+15.0
+"""
 
 from zarrcore import errors, retry, storage, telemetry
+from zarrcore.api import consolidate_metadata, create, create_group, open, open_array, open_group
+from zarrcore.array import Array
+from zarrcore.group import Group
 from zarrcore.storage import open_store
 
 __version__ = "0.1.0"
 
-__all__ = ["errors", "open_store", "retry", "storage", "telemetry"]
+__all__ = [
+    "Array",
+    "Group",
+    "consolidate_metadata",
+    "create",
+    "create_group",
+    "errors",
+    "open",
+    "open_array",
+    "open_group",
+    "open_store",
+    "retry",
+    "storage",
+    "telemetry",
+]

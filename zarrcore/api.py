@@ -1,0 +1,132 @@
+"""The top-level functions: create, open, open_array, open_group, create_group, consolidate_metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from zarrcore.array import Array, build_array_metadata
+from zarrcore.errors import MetadataError
+from zarrcore.group import Group, consolidate, open_group_mode, open_node
+from zarrcore.metadata import GroupMetadata
+from zarrcore.nodes import create_node
+from zarrcore.storage.base import Store
+from zarrcore.storage.registry import open_store
+
+__all__ = ["create", "open", "open_array", "open_group", "create_group", "consolidate_metadata"]
+
+Mode = Literal["r", "r+", "a"]
+
+
+def _store(url_or_store: str | Store, storage_options: dict[str, Any] | None) -> Store:
+    return open_store(url_or_store, **(storage_options or {}))
+
+
+def create(
+    url_or_store: str | Store,
+    *,
+    shape: Any,
+    chunks: Any,
+    dtype: Any,
+    fill_value: Any = None,
+    zarr_format: Literal[2, 3] = 3,
+    codecs: Sequence[dict[str, Any]] | None = None,
+    compressor: dict[str, Any] | Literal["auto"] | None = "auto",
+    filters: Sequence[dict[str, Any]] | None = None,
+    order: Literal["C", "F"] = "C",
+    dimension_separator: Literal["/", "."] | None = None,
+    attributes: dict[str, Any] | None = None,
+    dimension_names: Sequence[str | None] | None = None,
+    overwrite: bool = False,
+    path: str = "",
+    write_empty_chunks: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> Array:
+    """Create an array at a URL (``s3://bucket/x.zarr``, ``/data/x.zarr``, ...) or in a store.
+
+    Metadata is validated first (bad dtype, chunks or codecs raise before anything is written), then
+    written once with a create-only put. If an array with identical metadata already exists it is
+    opened; if it differs, :class:`~zarrcore.errors.MetadataConflictError` is raised, unless
+    ``overwrite=True``, which deletes everything at the location first.
+
+    ``codecs`` is the v3 codec list (default: bytes + zstd level 3; ``order="F"`` adds a transpose).
+    ``compressor`` and ``filters`` are v2 numcodecs configs (default compressor: zstd level 3;
+    ``None`` stores uncompressed).
+    """
+    meta = build_array_metadata(
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        fill_value=fill_value,
+        zarr_format=zarr_format,
+        codecs=codecs,
+        compressor=compressor,
+        filters=filters,
+        order=order,
+        dimension_separator=dimension_separator,
+        attributes=attributes,
+        dimension_names=dimension_names,
+    )
+    store = _store(url_or_store, storage_options)
+    written = create_node(store, path, meta, overwrite=overwrite)
+    return Array(store, path, written, write_empty_chunks=write_empty_chunks)  # type: ignore[arg-type]
+
+
+def open(
+    url_or_store: str | Store,
+    mode: Mode = "r",
+    *,
+    path: str = "",
+    storage_options: dict[str, Any] | None = None,
+) -> Array | Group:
+    """Open the array or group at a location, detecting the format (v3 ``zarr.json`` first, then v2).
+
+    ``mode="r"`` is read-only; ``"r+"`` (or ``"a"``) allows writes. A missing node raises ``NotFound``.
+    """
+    if mode not in ("r", "r+", "a"):
+        raise ValueError(f"mode must be 'r', 'r+' or 'a', got {mode!r}")
+    return open_node(_store(url_or_store, storage_options), path, read_only=mode == "r")
+
+
+def open_array(
+    url_or_store: str | Store, mode: Mode = "r", *, path: str = "", storage_options: dict[str, Any] | None = None
+) -> Array:
+    """Open an array (a group there is an error)."""
+    node = open(url_or_store, mode, path=path, storage_options=storage_options)
+    if not isinstance(node, Array):
+        raise MetadataError(f"{node.url} is a group, not an array")
+    return node
+
+
+def open_group(
+    url_or_store: str | Store, mode: Mode = "r", *, path: str = "", storage_options: dict[str, Any] | None = None
+) -> Group:
+    """Open a group (an array there is an error)."""
+    try:
+        return open_group_mode(_store(url_or_store, storage_options), path, "r" if mode == "r" else "r+")
+    except TypeError as exc:
+        raise MetadataError(str(exc)) from None
+
+
+def create_group(
+    url_or_store: str | Store,
+    *,
+    zarr_format: Literal[2, 3] = 3,
+    attributes: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    path: str = "",
+    storage_options: dict[str, Any] | None = None,
+) -> Group:
+    """Create a group (attaching to an identical existing one)."""
+    if zarr_format not in (2, 3):
+        raise MetadataError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    store = _store(url_or_store, storage_options)
+    meta = create_node(store, path, GroupMetadata(zarr_format, dict(attributes or {})), overwrite=overwrite)
+    return Group(store, path, meta)  # type: ignore[arg-type]
+
+
+def consolidate_metadata(
+    url_or_store: str | Store, *, path: str = "", storage_options: dict[str, Any] | None = None
+) -> Group:
+    """Write consolidated metadata for the group at the location and return it reopened."""
+    return consolidate(_store(url_or_store, storage_options), path)

@@ -1,0 +1,499 @@
+"""The Array: numpy-style slicing, chunk-level I/O, resize and append, over any store."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from zarrcore import telemetry
+from zarrcore._pool import io_pool
+from zarrcore.attributes import Attributes
+from zarrcore.codecs import CodecPipeline, default_codecs
+from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, ReadOnlyError, SelectionError
+from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
+from zarrcore.metadata import ArrayMetadata, parse_dtype
+from zarrcore.metadata.dtypes import is_fill, normalize_fill_value
+from zarrcore.nodes import describe_location, write_node
+from zarrcore.storage.base import Store, join_key
+
+__all__ = ["Array", "build_array_metadata"]
+
+ChunkIndex = tuple[int, ...]
+
+
+def _normalize_shape(value: Any, name: str) -> tuple[int, ...]:
+    if isinstance(value, int | np.integer):
+        value = (int(value),)
+    try:
+        out = tuple(int(v) for v in value)
+    except TypeError:
+        raise MetadataError(f"{name} must be an integer or a sequence of integers, got {value!r}") from None
+    if any(isinstance(v, bool) for v in value):
+        raise MetadataError(f"{name} must contain integers, got {value!r}")
+    return out
+
+
+def build_array_metadata(
+    *,
+    shape: Any,
+    chunks: Any,
+    dtype: Any,
+    fill_value: Any = None,
+    zarr_format: Literal[2, 3] = 3,
+    codecs: Sequence[dict[str, Any]] | None = None,
+    compressor: dict[str, Any] | Literal["auto"] | None = "auto",
+    filters: Sequence[dict[str, Any]] | None = None,
+    order: Literal["C", "F"] = "C",
+    dimension_separator: Literal["/", "."] | None = None,
+    attributes: dict[str, Any] | None = None,
+    dimension_names: Sequence[str | None] | None = None,
+) -> ArrayMetadata:
+    """Validate user arguments into :class:`ArrayMetadata` (and its codec pipeline), writing nothing."""
+    if zarr_format not in (2, 3):
+        raise MetadataError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    shape_t = _normalize_shape(shape, "shape")
+    if any(s < 0 for s in shape_t):
+        raise MetadataError(f"shape must be >= 0 in every dimension, got {list(shape_t)}")
+    chunks_t = _normalize_shape(chunks, "chunks")
+    if len(chunks_t) != len(shape_t):
+        raise MetadataError(
+            f"chunks: rank {len(chunks_t)} does not match shape rank {len(shape_t)} "
+            f"(shape {list(shape_t)}, chunks {list(chunks_t)})"
+        )
+    if any(c < 1 for c in chunks_t):
+        raise MetadataError(f"chunks must be >= 1 in every dimension, got {list(chunks_t)}")
+    if order not in ("C", "F"):
+        raise MetadataError(f"order must be 'C' or 'F', got {order!r}")
+    if dimension_separator not in (None, "/", "."):
+        raise MetadataError(f"dimension_separator must be '/' or '.', got {dimension_separator!r}")
+    dt = parse_dtype(dtype, zarr_format)
+    fill = normalize_fill_value(fill_value, dt, zarr_format)
+    if zarr_format == 3:
+        if compressor != "auto" or filters is not None:
+            raise MetadataError("compressor and filters are Zarr v2 options; for v3 pass codecs=[...]")
+        codec_list = [dict(c) for c in codecs] if codecs is not None else default_codecs(dt)
+        if order == "F" and len(shape_t) > 1 and not any(c.get("name") == "transpose" for c in codec_list):
+            codec_list.insert(0, {"name": "transpose", "configuration": {"order": list(range(len(shape_t)))[::-1]}})
+        meta = ArrayMetadata(
+            zarr_format=3,
+            shape=shape_t,
+            chunks=chunks_t,
+            dtype=dt,
+            fill_value=fill,
+            codecs=tuple(codec_list),
+            separator=dimension_separator or "/",
+            key_encoding="default",
+            dimension_names=tuple(dimension_names) if dimension_names is not None else None,
+            attributes=dict(attributes or {}),
+        )
+    else:
+        if codecs is not None:
+            raise MetadataError("codecs is a Zarr v3 option; for v2 pass compressor= and filters=")
+        if dimension_names is not None:
+            raise MetadataError("dimension_names are a Zarr v3 feature; store them as attributes for v2")
+        comp = {"id": "zstd", "level": 3} if compressor == "auto" else compressor
+        meta = ArrayMetadata(
+            zarr_format=2,
+            shape=shape_t,
+            chunks=chunks_t,
+            dtype=dt,
+            fill_value=fill,
+            order=order,
+            compressor=dict(comp) if comp else None,
+            filters=tuple(dict(f) for f in filters) if filters else None,
+            separator=dimension_separator or ".",
+            key_encoding="v2",
+            attributes=dict(attributes or {}),
+        )
+    CodecPipeline(meta)  # fail now, not at the first write
+    return meta
+
+
+class Array:
+    """A Zarr array in a store. Thread-safe for concurrent chunk reads and writes.
+
+    Open or create one with :func:`zarrcore.open` / :func:`zarrcore.create`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        path: str,
+        metadata: ArrayMetadata,
+        *,
+        read_only: bool = False,
+        write_empty_chunks: bool = False,
+    ) -> None:
+        self.store = store
+        self.path = path.strip("/")
+        self.read_only = read_only
+        #: Store chunks that hold only the fill value (default: delete them instead, like zarr-python).
+        self.write_empty_chunks = write_empty_chunks
+        self._set_metadata(metadata)
+
+    def _set_metadata(self, metadata: ArrayMetadata) -> None:
+        self._meta = metadata
+        self._pipeline = CodecPipeline(metadata)
+        self._grid = ChunkGrid(metadata.shape, metadata.chunks)
+        self._attrs = Attributes(metadata.attributes, self._save_attributes)
+        self._fill_chunk: np.ndarray | None = None
+
+    # -- description -----------------------------------------------------------------------------
+    @property
+    def metadata(self) -> ArrayMetadata:
+        return self._meta
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._meta.shape
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return self._meta.chunks
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._meta.dtype
+
+    @property
+    def fill_value(self) -> Any:
+        return self._meta.fill_value
+
+    @property
+    def ndim(self) -> int:
+        return len(self._meta.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self._meta.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def zarr_format(self) -> int:
+        return self._meta.zarr_format
+
+    @property
+    def order(self) -> str:
+        return self._meta.order
+
+    @property
+    def attrs(self) -> Attributes:
+        """Attributes, persisted on every change."""
+        return self._attrs
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Number of chunks along each dimension."""
+        return self._grid.grid_shape
+
+    @property
+    def nchunks(self) -> int:
+        return self._grid.nchunks
+
+    @property
+    def url(self) -> str:
+        """The store URL plus the array's path (never holds credentials)."""
+        return describe_location(self.store, self.path)
+
+    @property
+    def name(self) -> str:
+        return "/" + self.path
+
+    def nchunks_stored(self) -> int:
+        """How many chunk objects exist in the store (lists the array's keys)."""
+        base = self.path + "/" if self.path else ""
+        skip = {base + name for name in (*self._meta.metadata_keys(), ".zattrs")}
+        return sum(1 for key in self.store.list(base) if key not in skip)
+
+    @property
+    def info(self) -> str:
+        """A human-readable summary."""
+        m = self._meta
+        codecs = m.codecs if m.zarr_format == 3 else {"filters": m.filters, "compressor": m.compressor}
+        rows = [
+            ("Type", "Array"),
+            ("Zarr format", m.zarr_format),
+            ("URL", self.url),
+            ("Shape", m.shape),
+            ("Chunk shape", m.chunks),
+            ("Data type", m.dtype),
+            ("Fill value", m.fill_value),
+            ("Order", m.order),
+            ("Codecs", codecs),
+            ("Chunks", self.nchunks),
+            ("Bytes (uncompressed)", self.nbytes),
+            ("Read-only", self.read_only),
+        ]
+        if m.dimension_names:
+            rows.insert(5, ("Dimension names", m.dimension_names))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}} : {v}" for k, v in rows)
+
+    def __repr__(self) -> str:
+        return f"<zarrcore.Array {self.url} shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    # -- chunk addressing ------------------------------------------------------------------------
+    def chunk_key(self, index: Sequence[int]) -> str:
+        """The store key of a chunk."""
+        return join_key(self.path, self._meta.chunk_key(tuple(index)))
+
+    def chunk_indices(self) -> Iterator[ChunkIndex]:
+        """Every chunk index in C order."""
+        return self._grid.indices()
+
+    def chunk_region(self, index: Sequence[int]) -> tuple[slice, ...]:
+        """The region of the array a chunk covers, clipped to the array bounds."""
+        return self._grid.region(self._grid.check_index(index))
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"array {self.url} is opened read-only; open it with mode='r+' to write")
+
+    def _full_fill(self) -> np.ndarray:
+        if self._fill_chunk is None:
+            chunk = np.full(self.chunks, self._meta.fill, dtype=self.dtype)
+            chunk.flags.writeable = False
+            self._fill_chunk = chunk
+        return self._fill_chunk
+
+    def _span_meta(self, index: ChunkIndex, key: str) -> dict[str, Any]:
+        return {"array": self.url, "store": self.store.url, "index": index, "key": key}
+
+    # -- chunk bytes -----------------------------------------------------------------------------
+    def encode_chunk(self, index: Sequence[int], data: Any) -> bytes | memoryview | None:
+        """Encode a chunk as it would be stored; ``None`` when it holds only the fill value and
+        empty chunks are not written. ``data`` has the chunk's region shape or the full chunk shape."""
+        idx = self._grid.check_index(index)
+        chunk = self._as_full_chunk(idx, data)
+        if not self.write_empty_chunks and is_fill(chunk, self._meta.fill):
+            return None
+        try:
+            return self._pipeline.encode(chunk)
+        except Exception as exc:
+            raise ChunkError(idx, CodecError(f"encoding failed: {exc}"), key=self.chunk_key(idx)) from exc
+
+    def decode_chunk(self, index: Sequence[int], data: bytes | memoryview) -> np.ndarray:
+        """Decode stored chunk bytes to a full chunk-shaped array (raises ``ChunkError`` if corrupt)."""
+        idx = tuple(index)
+        try:
+            return self._pipeline.decode(data)
+        except Exception as exc:
+            raise ChunkError(idx, exc if isinstance(exc, CodecError) else CodecError(str(exc)),
+                             key=self.chunk_key(idx)) from exc  # fmt: skip
+
+    def _as_full_chunk(self, idx: ChunkIndex, data: Any) -> np.ndarray:
+        arr = np.asarray(data)
+        region_shape = self._grid.region_shape(idx)
+        if arr.shape == self.chunks:
+            return arr
+        if arr.shape != region_shape:
+            raise SelectionError(
+                f"chunk {idx}: data of shape {arr.shape} fits neither the chunk shape {self.chunks} "
+                f"nor its region {region_shape}"
+            )
+        full = np.array(self._full_fill())
+        full[tuple(slice(0, n) for n in region_shape)] = arr
+        return full
+
+    def read_chunk_bytes(self, index: Sequence[int]) -> bytes | None:
+        """The stored bytes of a chunk, or ``None`` if it is not stored."""
+        try:
+            return self.store.get(self.chunk_key(self._grid.check_index(index)))
+        except NotFound:
+            return None
+
+    def write_chunk_bytes(self, index: Sequence[int], data: bytes | memoryview | None) -> None:
+        """Store already-encoded bytes for a chunk (``None`` deletes it); one atomic PUT."""
+        self._check_writable()
+        idx = self._grid.check_index(index)
+        key = self.chunk_key(idx)
+        with telemetry.span(("zarrcore", "chunk", "write"), self._span_meta(idx, key)) as m:
+            if data is None:
+                self.store.delete(key)
+                m["meta_stored"] = False
+                m["encoded_bytes"] = 0
+            else:
+                self.store.put(key, data)
+                m["meta_stored"] = True
+                m["encoded_bytes"] = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+            m["decoded_bytes"] = self._pipeline.nbytes
+
+    # -- chunk arrays ----------------------------------------------------------------------------
+    def _load(self, idx: ChunkIndex) -> np.ndarray | None:
+        """A full chunk-shaped array, or ``None`` when the chunk is not stored."""
+        key = self.chunk_key(idx)
+        with telemetry.span(("zarrcore", "chunk", "read"), self._span_meta(idx, key)) as m:
+            try:
+                data = self.store.get(key)
+            except NotFound:
+                m["meta_stored"] = False
+                m["encoded_bytes"] = 0
+                m["decoded_bytes"] = 0
+                return None
+            chunk = self.decode_chunk(idx, data)
+            m["meta_stored"] = True
+            m["encoded_bytes"] = len(data)
+            m["decoded_bytes"] = chunk.nbytes
+        return chunk
+
+    def read_chunk(self, index: Sequence[int], *, full: bool = False) -> np.ndarray:
+        """A chunk's data, clipped to the array bounds (or the whole chunk shape with ``full=True``);
+        the fill value where the chunk is not stored."""
+        idx = self._grid.check_index(index)
+        chunk = self._load(idx)
+        if chunk is None:
+            chunk = np.array(self._full_fill())
+        elif not chunk.flags.writeable:
+            chunk = chunk.copy()
+        if full:
+            return chunk
+        region = self._grid.region_shape(idx)
+        return chunk if region == self.chunks else chunk[tuple(slice(0, n) for n in region)]
+
+    def load_chunk(self, index: Sequence[int]) -> np.ndarray | None:
+        """A full chunk-shaped (possibly read-only) array, or ``None`` if the chunk is not stored."""
+        return self._load(self._grid.check_index(index))
+
+    def write_chunk(self, index: Sequence[int], data: Any) -> bool:
+        """Write one chunk as one atomic PUT; ``data`` has the chunk's region or full chunk shape.
+
+        A chunk equal to the fill value is deleted instead of stored (unless ``write_empty_chunks``).
+        Returns whether an object was stored.
+        """
+        self._check_writable()
+        idx = self._grid.check_index(index)
+        encoded = self.encode_chunk(idx, data)
+        self.write_chunk_bytes(idx, encoded)
+        return encoded is not None
+
+    def delete_chunk(self, index: Sequence[int]) -> None:
+        """Remove a chunk (it then reads as the fill value)."""
+        self._check_writable()
+        self.store.delete(self.chunk_key(self._grid.check_index(index)))
+
+    # -- slicing ---------------------------------------------------------------------------------
+    def _run(self, fn: Any, items: list[Projection]) -> None:
+        if len(items) <= 1:
+            for p in items:
+                fn(p)
+            return
+        for fut in [io_pool().submit(fn, p) for p in items]:
+            fut.result()
+
+    def __getitem__(self, selection: Any) -> Any:
+        sel = normalize_selection(selection, self.shape)
+        out = np.empty(selection_shape(sel), dtype=self.dtype)
+        fill = self._meta.fill
+
+        def read(p: Projection) -> None:
+            chunk = self._load(p.index)
+            if chunk is None:
+                out[p.out_selection] = fill
+            else:
+                out[p.out_selection] = chunk[p.chunk_selection]
+
+        self._run(read, list(self._grid.project(sel)))
+        return out[()] if out.ndim == 0 else out
+
+    def __setitem__(self, selection: Any, value: Any) -> None:
+        self._check_writable()
+        sel = normalize_selection(selection, self.shape)
+        target_shape = selection_shape(sel)
+        value = np.asarray(value)
+        if value.shape != target_shape:
+            try:
+                value = np.broadcast_to(value, target_shape)
+            except ValueError:
+                raise SelectionError(
+                    f"cannot assign data of shape {value.shape} to a selection of shape {target_shape}"
+                ) from None
+        if value.dtype != self.dtype:
+            value = value.astype(self.dtype)
+
+        def write(p: Projection) -> None:
+            region = self._grid.region_shape(p.index)
+            if p.complete and region == self.chunks:
+                chunk = np.ascontiguousarray(value[p.out_selection])
+            else:
+                old = None if p.complete else self._load(p.index)
+                chunk = np.array(self._full_fill() if old is None else old)
+                chunk[p.chunk_selection] = value[p.out_selection]
+            self.write_chunk_bytes(p.index, self.encode_chunk(p.index, chunk))
+
+        self._run(write, list(self._grid.project(sel)))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[...]
+        return np.asarray(data, dtype=dtype)
+
+    # -- metadata changes ------------------------------------------------------------------------
+    def _save_attributes(self, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        meta = self._meta.replace(attributes=attrs)
+        write_node(self.store, self.path, meta)
+        self._meta = meta
+
+    def resize(self, *shape: Any) -> None:
+        """Change the shape. Chunks wholly outside the new shape are deleted; in chunks cut by the new
+        bounds the cut-off part is reset to the fill value, so growing again never resurrects old data."""
+        self._check_writable()
+        new_shape = _normalize_shape(shape[0] if len(shape) == 1 else shape, "shape")
+        if len(new_shape) != self.ndim:
+            raise SelectionError(f"resize: new shape {new_shape} has rank {len(new_shape)}, array has {self.ndim}")
+        if any(s < 0 for s in new_shape):
+            raise SelectionError(f"resize: shape must be >= 0, got {new_shape}")
+        old_grid = self._grid
+        new_grid = ChunkGrid(new_shape, self.chunks)
+        new_meta = self._meta.replace(shape=new_shape)
+        new_counts = new_grid.grid_shape
+        for idx in old_grid.indices():
+            if any(i >= n for i, n in zip(idx, new_counts, strict=True)):
+                self.store.delete(self.chunk_key(idx))
+            elif new_grid.region_shape(idx) != old_grid.region_shape(idx) and any(
+                new < old for new, old in zip(new_grid.region_shape(idx), old_grid.region_shape(idx), strict=True)
+            ):
+                chunk = self._load(idx)
+                if chunk is None:
+                    continue
+                chunk = np.array(chunk)
+                keep = new_grid.region_shape(idx)
+                mask = np.ones(self.chunks, dtype=bool)
+                mask[tuple(slice(0, n) for n in keep)] = False
+                chunk[mask] = self._meta.fill
+                encoded = None if not self.write_empty_chunks and is_fill(chunk, self._meta.fill) else (
+                    self._pipeline.encode(chunk))  # fmt: skip
+                self.write_chunk_bytes(idx, encoded)
+        write_node(self.store, self.path, new_meta)
+        self._set_metadata(new_meta)
+
+    def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
+        """Grow the array along ``axis`` and write ``data`` there; returns the new shape."""
+        self._check_writable()
+        arr = np.asarray(data)
+        if arr.ndim != self.ndim:
+            raise SelectionError(f"append: data has rank {arr.ndim}, array has rank {self.ndim}")
+        axis = axis + self.ndim if axis < 0 else axis
+        if not 0 <= axis < self.ndim:
+            raise SelectionError(f"append: axis {axis} is out of range for rank {self.ndim}")
+        others = [d for d in range(self.ndim) if d != axis]
+        if any(arr.shape[d] != self.shape[d] for d in others):
+            raise SelectionError(
+                f"append: data shape {arr.shape} must match the array shape {self.shape} except on axis {axis}"
+            )
+        old = self.shape
+        new_shape = tuple(s + arr.shape[axis] if d == axis else s for d, s in enumerate(old))
+        self.resize(new_shape)
+        region = tuple(slice(old[axis], None) if d == axis else slice(None) for d in range(self.ndim))
+        self[region] = arr
+        return new_shape

@@ -1,0 +1,140 @@
+"""The regular chunk grid: chunk counts, chunk regions, and selections projected onto chunks."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from zarrcore.errors import SelectionError
+
+__all__ = ["ChunkGrid", "Projection", "normalize_selection"]
+
+Selection = tuple[int | slice, ...]
+
+
+def normalize_selection(selection: Any, shape: tuple[int, ...]) -> Selection:
+    """Expand ``...`` and missing dimensions; resolve negative ints and slices against ``shape``.
+
+    Ints become in-range ints; slices become ``slice(start, stop, step)`` with ``0 <= start <= stop``
+    and ``step >= 1``. Negative steps, arrays and ``None`` are refused with :class:`SelectionError`.
+    """
+    if not isinstance(selection, tuple):
+        selection = (selection,)
+    n_ellipsis = sum(1 for s in selection if s is Ellipsis)
+    if n_ellipsis > 1:
+        raise SelectionError("an index can only have a single ellipsis ('...')")
+    if n_ellipsis:
+        i = next(i for i, s in enumerate(selection) if s is Ellipsis)
+        fill = len(shape) - (len(selection) - 1)
+        selection = selection[:i] + (slice(None),) * fill + selection[i + 1 :]
+    if len(selection) > len(shape):
+        raise SelectionError(f"too many indices: {len(selection)} for an array of rank {len(shape)}")
+    selection = selection + (slice(None),) * (len(shape) - len(selection))
+    out: list[int | slice] = []
+    for dim, (sel, size) in enumerate(zip(selection, shape, strict=True)):
+        if isinstance(sel, slice):
+            start, stop, step = sel.indices(size)
+            if step < 1:
+                raise SelectionError(f"dimension {dim}: only positive slice steps are supported, got {sel.step}")
+            out.append(slice(start, max(start, stop), step))
+        elif hasattr(sel, "__index__") and not isinstance(sel, bool):
+            i = int(sel.__index__())
+            if not -size <= i < size:
+                raise SelectionError(f"dimension {dim}: index {i} is out of bounds for size {size}")
+            out.append(i + size if i < 0 else i)
+        else:
+            raise SelectionError(
+                f"dimension {dim}: unsupported index {sel!r}; use integers, slices and '...'"
+            )
+    return tuple(out)
+
+
+def selection_shape(selection: Selection) -> tuple[int, ...]:
+    """The shape of the result of a normalized selection (integer dimensions dropped)."""
+    return tuple(len(range(s.start, s.stop, s.step)) for s in selection if isinstance(s, slice))
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """One chunk's part of a selection: where it sits in the chunk and in the output."""
+
+    index: tuple[int, ...]
+    chunk_selection: tuple[int | slice, ...]
+    out_selection: tuple[slice, ...]
+    #: Whether the selection covers the chunk's whole in-bounds region (no read needed to write).
+    complete: bool
+
+
+@dataclass(frozen=True)
+class ChunkGrid:
+    """A regular grid of ``chunks``-shaped chunks over ``shape``."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Chunks per dimension."""
+        return tuple(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+    @property
+    def nchunks(self) -> int:
+        return math.prod(self.grid_shape)
+
+    def indices(self) -> Iterator[tuple[int, ...]]:
+        """Every chunk index, in C order."""
+        return itertools.product(*(range(n) for n in self.grid_shape))
+
+    def check_index(self, index: Any) -> tuple[int, ...]:
+        """Validate a chunk index; returns it as a tuple of ints."""
+        try:
+            idx = tuple(int(i) for i in index)
+        except TypeError:
+            raise SelectionError(f"chunk index {index!r} is not a sequence of integers") from None
+        grid = self.grid_shape
+        if len(idx) != len(grid) or any(not 0 <= i < n for i, n in zip(idx, grid, strict=True)):
+            raise SelectionError(f"chunk index {idx} is out of bounds for a chunk grid of shape {grid}")
+        return idx
+
+    def region(self, index: tuple[int, ...]) -> tuple[slice, ...]:
+        """The array region a chunk covers, clipped to the array bounds."""
+        return tuple(
+            slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, self.chunks, self.shape, strict=True)
+        )
+
+    def region_shape(self, index: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(min(c, s - i * c) for i, c, s in zip(index, self.chunks, self.shape, strict=True))
+
+    def project(self, selection: Selection) -> Iterator[Projection]:
+        """Split a normalized selection into per-chunk projections."""
+        per_dim: list[list[tuple[int, int | slice, slice | None, bool]]] = []
+        for dim, sel in enumerate(selection):
+            c, size = self.chunks[dim], self.shape[dim]
+            entries: list[tuple[int, int | slice, slice | None, bool]] = []
+            if isinstance(sel, int):
+                ci = sel // c
+                entries.append((ci, sel - ci * c, None, min(c, size - ci * c) == 1))
+            else:
+                start, stop, step = sel.start, sel.stop, sel.step
+                if start < stop:
+                    for ci in range(start // c, (stop - 1) // c + 1):
+                        c0, c1 = ci * c, min((ci + 1) * c, size)
+                        first = start if start >= c0 else start + -(-(c0 - start) // step) * step
+                        if first >= min(stop, c1):
+                            continue
+                        last = min(stop, c1)
+                        n = len(range(first, last, step))
+                        o0 = (first - start) // step
+                        complete = step == 1 and first == c0 and last == c1
+                        entries.append((ci, slice(first - c0, last - c0, step), slice(o0, o0 + n), complete))
+            per_dim.append(entries)
+        for combo in itertools.product(*per_dim):
+            yield Projection(
+                index=tuple(e[0] for e in combo),
+                chunk_selection=tuple(e[1] for e in combo),
+                out_selection=tuple(e[2] for e in combo if e[2] is not None),
+                complete=all(e[3] for e in combo),
+            )

@@ -1,0 +1,228 @@
+"""Groups: hierarchy nodes with attributes, children, and consolidated metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from zarrcore.array import Array, build_array_metadata
+from zarrcore.attributes import Attributes
+from zarrcore.errors import NotFound, ReadOnlyError
+from zarrcore.metadata import ZARR_JSON, ZARRAY, ZATTRS, ZGROUP, ZMETADATA, ArrayMetadata, GroupMetadata, json_dumps
+from zarrcore.nodes import create_node, describe_location, node_from_documents, read_node, write_node
+from zarrcore.storage.base import Store, join_key
+
+__all__ = ["Group", "open_node", "consolidate"]
+
+
+
+def _node(store: Store, path: str, meta: ArrayMetadata | GroupMetadata, read_only: bool) -> Array | Group:
+    if isinstance(meta, ArrayMetadata):
+        return Array(store, path, meta, read_only=read_only)
+    return Group(store, path, meta, read_only=read_only)
+
+
+def open_node(store: Store, path: str, *, read_only: bool = True) -> Array | Group:
+    """Open whatever node is at ``path``."""
+    return _node(store, path, read_node(store, path), read_only)
+
+
+class Group:
+    """A Zarr group. Children are found through consolidated metadata when present, else by listing."""
+
+    def __init__(self, store: Store, path: str, metadata: GroupMetadata, *, read_only: bool = False) -> None:
+        self.store = store
+        self.path = path.strip("/")
+        self.read_only = read_only
+        self._meta = metadata
+        self._attrs = Attributes(metadata.attributes, self._save_attributes)
+
+    @property
+    def metadata(self) -> GroupMetadata:
+        return self._meta
+
+    @property
+    def zarr_format(self) -> int:
+        return self._meta.zarr_format
+
+    @property
+    def attrs(self) -> Attributes:
+        return self._attrs
+
+    @property
+    def url(self) -> str:
+        return describe_location(self.store, self.path)
+
+    @property
+    def name(self) -> str:
+        return "/" + self.path
+
+    def __repr__(self) -> str:
+        return f"<zarrcore.Group {self.url}>"
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"group {self.url} is opened read-only; open it with mode='r+' to write")
+
+    def _save_attributes(self, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        meta = GroupMetadata(self._meta.zarr_format, attrs, self._meta.consolidated)
+        write_node(self.store, self.path, meta)
+        self._meta = meta
+
+    # -- children --------------------------------------------------------------------------------
+    def _child_path(self, name: str) -> str:
+        return join_key(self.path, name)
+
+    def create_array(self, name: str, *, overwrite: bool = False, **kwargs: Any) -> Array:
+        """Create a child array (same arguments as :func:`zarrcore.create`; the format is the group's)."""
+        self._check_writable()
+        kwargs.setdefault("zarr_format", self.zarr_format)
+        meta = build_array_metadata(**kwargs)
+        path = self._child_path(name)
+        meta = create_node(self.store, path, meta, overwrite=overwrite)  # type: ignore[assignment]
+        return Array(self.store, path, meta)  # type: ignore[arg-type]
+
+    def create_group(self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False) -> Group:
+        """Create a child group."""
+        self._check_writable()
+        path = self._child_path(name)
+        meta = create_node(self.store, path, GroupMetadata(self.zarr_format, dict(attributes or {})),
+                           overwrite=overwrite)  # fmt: skip
+        return Group(self.store, path, meta)  # type: ignore[arg-type]
+
+    def require_group(self, name: str) -> Group:
+        """The child group ``name``, created if absent."""
+        try:
+            node = self[name]
+        except KeyError:
+            return self.create_group(name)
+        if not isinstance(node, Group):
+            raise TypeError(f"{node.url} is an array, not a group")
+        return node
+
+    def _consolidated_docs(self, rel: str) -> dict[str, Any] | None:
+        cons = self._meta.consolidated
+        if cons is None:
+            return None
+        if self.zarr_format == 3:
+            return {ZARR_JSON: cons[rel]} if rel in cons else None
+        docs = {n: cons[f"{rel}/{n}"] for n in (ZARRAY, ZGROUP, ZATTRS) if f"{rel}/{n}" in cons}
+        return docs or None
+
+    def __getitem__(self, name: str) -> Array | Group:
+        rel = name.strip("/")
+        docs = self._consolidated_docs(rel)
+        path = self._child_path(rel)
+        if docs is not None:
+            return _node(self.store, path, node_from_documents(docs, describe_location(self.store, path)),
+                         self.read_only)  # fmt: skip
+        try:
+            return open_node(self.store, path, read_only=self.read_only)
+        except NotFound:
+            raise NotFound(f"no array or group named {name!r} in {self.url}", key=path, store=self.store.url) from None
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self[str(name)]
+        except KeyError:
+            return False
+        return True
+
+    def _child_names(self) -> list[str]:
+        cons = self._meta.consolidated
+        if cons is not None:
+            names = set()
+            for key in cons:
+                parts = key.split("/")
+                if (self.zarr_format == 3 and len(parts) == 1) or (self.zarr_format == 2 and len(parts) == 2 and parts[1] in (ZARRAY, ZGROUP)):
+                    names.add(parts[0])
+            return sorted(names)
+        _, dirs = self.store.list_dir(self.path)
+        return [d for d in dirs if self._is_node(self._child_path(d))]
+
+    def _is_node(self, path: str) -> bool:
+        names = (ZARR_JSON,) if self.zarr_format == 3 else (ZARRAY, ZGROUP)
+        return any(self.store.exists(join_key(path, n)) for n in names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._child_names())
+
+    def members(self) -> dict[str, Array | Group]:
+        """Direct children by name."""
+        return {name: self[name] for name in self._child_names()}
+
+    def arrays(self) -> dict[str, Array]:
+        return {k: v for k, v in self.members().items() if isinstance(v, Array)}
+
+    def groups(self) -> dict[str, Group]:
+        return {k: v for k, v in self.members().items() if isinstance(v, Group)}
+
+    def tree(self) -> str:
+        """The hierarchy below this group as indented text."""
+        lines = [self.name if self.path else "/"]
+
+        def walk(group: Group, indent: str) -> None:
+            items = list(group.members().items())
+            for i, (name, node) in enumerate(items):
+                last = i == len(items) - 1
+                branch = "└── " if last else "├── "
+                if isinstance(node, Array):
+                    lines.append(f"{indent}{branch}{name} {node.shape} {node.dtype}")
+                else:
+                    lines.append(f"{indent}{branch}{name}")
+                    walk(node, indent + ("    " if last else "│   "))
+
+        walk(self, "")
+        return "\n".join(lines)
+
+    def consolidate(self) -> Group:
+        """Write consolidated metadata for everything below this group; returns the reopened group."""
+        self._check_writable()
+        return consolidate(self.store, self.path)
+
+
+def _walk_documents(store: Store, path: str, zarr_format: int) -> dict[str, Any]:
+    """Metadata documents of every node below ``path`` (by listing), keyed as consolidated metadata keys."""
+    out: dict[str, Any] = {}
+    fresh = Group(store, path, GroupMetadata(zarr_format), read_only=True)
+
+    def walk(group: Group, rel: str) -> None:
+        for name in group._child_names():
+            child_rel = f"{rel}/{name}" if rel else name
+            node = open_node(store, join_key(path, child_rel))
+            docs = node.metadata.to_documents()
+            if zarr_format == 3:
+                out[child_rel] = docs[ZARR_JSON]
+            else:
+                for key, doc in docs.items():
+                    out[f"{child_rel}/{key}"] = doc
+            if isinstance(node, Group):
+                walk(Group(store, node.path, GroupMetadata(zarr_format), read_only=True), child_rel)
+
+    walk(fresh, "")
+    return out
+
+
+def consolidate(store: Store, path: str = "") -> Group:
+    """Write consolidated metadata (v2 ``.zmetadata``, v3 inline in ``zarr.json``) at the group ``path``."""
+    meta = read_node(store, path)
+    if not isinstance(meta, GroupMetadata):
+        raise TypeError(f"{describe_location(store, path)} is an array; consolidate a group")
+    docs = _walk_documents(store, path, meta.zarr_format)
+    if meta.zarr_format == 3:
+        new = GroupMetadata(3, meta.attributes, docs)
+        write_node(store, path, new)
+    else:
+        root_docs = GroupMetadata(2, meta.attributes).to_documents()
+        full = {**root_docs, **docs}
+        store.put(join_key(path, ZMETADATA), json_dumps({"metadata": full, "zarr_consolidated_format": 1}))
+        new = GroupMetadata(2, meta.attributes, full)
+    return Group(store, path, new)
+
+
+def open_group_mode(store: Store, path: str, mode: Literal["r", "r+"]) -> Group:
+    node = open_node(store, path, read_only=mode == "r")
+    if not isinstance(node, Group):
+        raise TypeError(f"{node.url} is an array, not a group")
+    return node

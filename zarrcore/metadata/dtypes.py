@@ -1,0 +1,202 @@
+"""Data types and fill values: numpy dtypes to and from their v2/v3 JSON names and encodings."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from zarrcore.errors import MetadataError, UnsupportedDtypeError
+
+__all__ = [
+    "V3_DTYPES",
+    "parse_dtype",
+    "dtype_to_v2",
+    "dtype_to_v3",
+    "default_fill_value",
+    "decode_fill_value",
+    "encode_fill_value",
+    "is_fill",
+    "normalize_fill_value",
+]
+
+#: The v3 core data types and their numpy equivalents (native byte order).
+V3_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(name)
+    for name in (
+        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float16", "float32", "float64", "complex64", "complex128",
+    )
+}  # fmt: skip
+_V3_NAMES = {dt: name for name, dt in V3_DTYPES.items()}
+_V2_KINDS = set("biufcMm")
+
+
+def parse_dtype(value: Any, zarr_format: int) -> np.dtype:
+    """A numpy dtype from user input or metadata JSON. v3 dtypes are native-endian; v2 keep their order."""
+    if zarr_format == 3 and isinstance(value, str) and value in V3_DTYPES:
+        return V3_DTYPES[value]
+    try:
+        dt = np.dtype(value)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedDtypeError(f"data_type {value!r} is not a known data type: {exc}") from None
+    if dt.fields is not None or dt.subdtype is not None:
+        raise UnsupportedDtypeError(f"data_type {value!r}: structured and sub-array dtypes are not supported")
+    if zarr_format == 3:
+        native = dt.newbyteorder("=")
+        if native not in _V3_NAMES:
+            raise UnsupportedDtypeError(
+                f"data_type {value!r} is not supported in Zarr v3; supported: {', '.join(V3_DTYPES)}"
+            )
+        return V3_DTYPES[_V3_NAMES[native]]
+    if dt.kind not in _V2_KINDS:
+        raise UnsupportedDtypeError(
+            f"data_type {value!r} (kind {dt.kind!r}) is not supported; use bool, int, uint, float, complex, "
+            "datetime64 or timedelta64"
+        )
+    if dt.kind in "Mm" and np.datetime_data(dt)[0] == "generic":
+        raise UnsupportedDtypeError(f"data_type {value!r}: datetime64/timedelta64 need a unit, e.g. 'M8[ns]'")
+    if dt.byteorder == "=":
+        dt = dt.newbyteorder("<")
+    return dt
+
+
+def dtype_to_v3(dt: np.dtype) -> str:
+    """The v3 ``data_type`` name."""
+    return _V3_NAMES[dt.newbyteorder("=")]
+
+
+def dtype_to_v2(dt: np.dtype) -> str:
+    """The v2 ``dtype`` string (``'<f4'``, ``'|b1'``, ``'<M8[ns]'``)."""
+    return dt.str
+
+
+def default_fill_value(dt: np.dtype) -> Any:
+    """Zero of the dtype (``False`` for bool, ``NaT`` never: datetimes default to 0 too)."""
+    return np.zeros((), dtype=dt)[()]
+
+
+def _float_to_json(x: float, zarr_format: int) -> Any:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+def _float_from_json(v: Any, dt: np.dtype, field: str) -> Any:
+    if isinstance(v, str):
+        special = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}
+        if v in special:
+            return dt.type(special[v])
+        if v.startswith("0x"):
+            try:
+                raw = int(v, 16).to_bytes(dt.itemsize, "big")
+            except (ValueError, OverflowError):
+                raise MetadataError(f"{field}: hex fill value {v!r} does not fit {dt}") from None
+            return np.frombuffer(raw, dtype=dt.newbyteorder(">"))[0].astype(dt)
+        raise MetadataError(f"{field}: {v!r} is not a number, 'NaN', 'Infinity', '-Infinity' or a hex bit pattern")
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise MetadataError(f"{field}: {v!r} is not a valid fill value for {dt}")
+    return dt.type(v)
+
+
+def decode_fill_value(value: Any, dt: np.dtype, zarr_format: int, field: str = "fill_value") -> Any:
+    """A numpy scalar from the metadata JSON; v2 ``null`` gives ``None``."""
+    if value is None:
+        if zarr_format == 2:
+            return None
+        raise MetadataError(f"{field}: null is not allowed in Zarr v3")
+    kind = dt.kind
+    try:
+        if kind == "b":
+            if not isinstance(value, bool | int):
+                raise MetadataError(f"{field}: {value!r} is not a boolean")
+            return np.bool_(value)
+        if kind in "iu":
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MetadataError(f"{field}: {value!r} is not an integer for {dt}")
+            info = np.iinfo(dt)
+            if not info.min <= value <= info.max:
+                raise MetadataError(f"{field}: {value} is out of range for {dt}")
+            return dt.type(value)
+        if kind == "f":
+            return _float_from_json(value, dt, field)
+        if kind == "c":
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise MetadataError(f"{field}: complex fill values are [real, imag], got {value!r}")
+            part = np.dtype(f"f{dt.itemsize // 2}")
+            re, im = (_float_from_json(v, part, field) for v in value)
+            return dt.type(complex(float(re), float(im)))
+        if kind in "Mm":
+            if isinstance(value, str) and value == "NaT":
+                return dt.type("NaT")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MetadataError(f"{field}: {value!r} is not an integer for {dt}")
+            return np.array(value, dtype="i8").view(dt)[()]
+    except (OverflowError, ValueError) as exc:
+        if isinstance(exc, MetadataError):
+            raise
+        raise MetadataError(f"{field}: {value!r} is not valid for {dt}: {exc}") from None
+    raise UnsupportedDtypeError(f"{field}: no fill value encoding for {dt}")
+
+
+def encode_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
+    """The JSON form of a fill value (numbers, ``"NaN"``/``"Infinity"``, ``[re, im]``, ints for datetimes)."""
+    if value is None:
+        return None
+    kind = dt.kind
+    if kind == "b":
+        return bool(value)
+    if kind in "iu":
+        return int(value)
+    if kind == "f":
+        return _float_to_json(float(value), zarr_format)
+    if kind == "c":
+        c = complex(value)
+        return [_float_to_json(c.real, zarr_format), _float_to_json(c.imag, zarr_format)]
+    if kind in "Mm":
+        return int(np.array(value, dtype=dt).view("i8"))
+    raise UnsupportedDtypeError(f"no fill value encoding for {dt}")
+
+
+def normalize_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
+    """Coerce a user-given fill value to a scalar of ``dt`` (``None`` means the default)."""
+    if value is None:
+        return None if zarr_format == 2 else default_fill_value(dt)
+    if isinstance(value, np.generic | int | float | complex | bool):
+        arr = np.asarray(value)
+        try:
+            with np.errstate(all="ignore"):
+                out = arr.astype(dt)
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise MetadataError(f"fill_value {value!r} does not fit {dt}: {exc}") from None
+        if dt.kind in "iu" and ((arr.dtype.kind in "fc" and not np.isfinite(arr)) or out != arr):
+            raise MetadataError(f"fill_value {value!r} does not fit {dt}")
+        return out[()]
+    if isinstance(value, str | list):
+        return decode_fill_value(value, dt, zarr_format)
+    raise MetadataError(f"fill_value {value!r} is not a scalar for {dt}")
+
+
+def is_fill(chunk: np.ndarray, fill: Any) -> bool:
+    """Whether every element equals ``fill`` (NaN matches NaN)."""
+    if fill is None:
+        fill = default_fill_value(chunk.dtype)
+    if chunk.dtype.kind in "fc" and np.isnan(fill):
+        return bool(np.isnan(chunk).all()) if chunk.dtype.kind == "f" else _complex_is_fill(chunk, fill)
+    if chunk.dtype.kind == "c" and np.isnan(complex(fill).imag):
+        return _complex_is_fill(chunk, fill)
+    return bool((chunk == fill).all())
+
+
+def _complex_is_fill(chunk: np.ndarray, fill: Any) -> bool:
+    f = complex(fill)
+
+    def same(part: np.ndarray, v: float) -> bool:
+        return bool(np.isnan(part).all()) if math.isnan(v) else bool((part == v).all())
+
+    return same(chunk.real, f.real) and same(chunk.imag, f.imag)

@@ -1,0 +1,155 @@
+"""Reading and writing node metadata in a store: the one place that enforces create-only metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zarrcore.errors import AlreadyExists, MetadataConflictError, MetadataError, NotFound
+from zarrcore.metadata import (
+    ZARR_JSON,
+    ZARRAY,
+    ZATTRS,
+    ZGROUP,
+    ZMETADATA,
+    ArrayMetadata,
+    GroupMetadata,
+    json_dumps,
+    json_loads,
+    parse_array_v2,
+    parse_array_v3,
+    parse_group_v3,
+)
+from zarrcore.storage.base import Store, join_key
+
+__all__ = ["read_node", "try_read_node", "create_node", "write_node", "describe_location", "node_from_documents"]
+
+NodeMetadata = ArrayMetadata | GroupMetadata
+
+
+def describe_location(store: Store, path: str) -> str:
+    return f"{store.url.rstrip('/')}/{path}" if path else store.url
+
+
+def _get_json(store: Store, key: str) -> dict[str, Any] | None:
+    try:
+        data = store.get(key)
+    except NotFound:
+        return None
+    return json_loads(data, key)
+
+
+def node_from_documents(docs: dict[str, Any], where: str) -> NodeMetadata:
+    """Build node metadata from documents by key (``zarr.json``, or ``.zarray``/``.zgroup`` + ``.zattrs``)."""
+    if ZARR_JSON in docs:
+        doc = docs[ZARR_JSON]
+        if doc.get("node_type") == "group":
+            return parse_group_v3(doc, where)
+        return parse_array_v3(doc, where)
+    if ZARRAY in docs:
+        return parse_array_v2(docs[ZARRAY], docs.get(ZATTRS), where)
+    if ZGROUP in docs:
+        attrs = docs.get(ZATTRS) or {}
+        if not isinstance(attrs, dict):
+            raise MetadataError(f"{where}: .zattrs must be a JSON object")
+        return GroupMetadata(zarr_format=2, attributes=attrs, consolidated=docs.get(ZMETADATA))
+    raise NotFound(f"no Zarr array or group at {where}", key=where)
+
+
+def try_read_node(store: Store, path: str) -> NodeMetadata | None:
+    """The metadata of the node at ``path`` (v3 first, then v2), or ``None``."""
+    where = describe_location(store, path)
+    doc = _get_json(store, join_key(path, ZARR_JSON))
+    if doc is not None:
+        if doc.get("zarr_format") != 3:
+            raise MetadataError(f"{where}/{ZARR_JSON}: zarr_format must be 3, got {doc.get('zarr_format')!r}")
+        return node_from_documents({ZARR_JSON: doc}, f"{where}/{ZARR_JSON}")
+    zarray = _get_json(store, join_key(path, ZARRAY))
+    zgroup = None if zarray is not None else _get_json(store, join_key(path, ZGROUP))
+    if zarray is None and zgroup is None:
+        return None
+    docs: dict[str, Any] = {ZARRAY: zarray} if zarray is not None else {ZGROUP: zgroup}
+    attrs = _get_json(store, join_key(path, ZATTRS))
+    if attrs is not None:
+        docs[ZATTRS] = attrs
+    if zgroup is not None:
+        zmeta = _get_json(store, join_key(path, ZMETADATA))
+        if zmeta is not None:
+            meta = zmeta.get("metadata")
+            if not isinstance(meta, dict):
+                raise MetadataError(f"{where}/{ZMETADATA}: 'metadata' must be an object")
+            docs[ZMETADATA] = meta
+    return node_from_documents(docs, f"{where}/{ZARRAY if zarray is not None else ZGROUP}")
+
+
+def read_node(store: Store, path: str) -> NodeMetadata:
+    """Like :func:`try_read_node`, but a missing node raises ``NotFound``."""
+    node = try_read_node(store, path)
+    if node is None:
+        where = describe_location(store, path)
+        raise NotFound(f"no Zarr array or group at {where}", key=path or None, store=store.url)
+    return node
+
+
+def write_node(store: Store, path: str, meta: NodeMetadata) -> None:
+    """Overwrite a node's metadata documents (for resize and attribute updates)."""
+    docs = meta.to_documents()
+    for name, doc in docs.items():
+        store.put(join_key(path, name), json_dumps(doc))
+    if meta.zarr_format == 2 and ZATTRS not in docs:
+        store.delete(join_key(path, ZATTRS))
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool = False) -> NodeMetadata:
+    """Write a new node's metadata with a create-only put, before any chunk.
+
+    With ``overwrite`` everything under ``path`` is deleted first. Otherwise, if a node already
+    exists with identical metadata, it is attached to (returned as it is); if it differs,
+    :class:`MetadataConflictError` names the differing fields and nothing is written.
+    """
+    where = describe_location(store, path)
+    if overwrite:
+        for name in (ZARR_JSON, ZARRAY, ZGROUP, ZATTRS, ZMETADATA):
+            store.delete(join_key(path, name))
+        store.delete_prefix(path)
+    docs = {k: json_dumps(v) for k, v in meta.to_documents().items()}
+    primary = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if isinstance(meta, ArrayMetadata) else ZGROUP)
+    if not overwrite:
+        existing = try_read_node(store, path)
+        if existing is not None:
+            return _attach(existing, meta, where)
+    try:
+        store.put(join_key(path, primary), docs[primary], mode="create")
+    except AlreadyExists:
+        existing = read_node(store, path)
+        return _attach(existing, meta, where)
+    for name, data in docs.items():
+        if name != primary:
+            store.put(join_key(path, name), data)
+    return meta
+
+
+def _attach(existing: NodeMetadata, wanted: NodeMetadata, where: str) -> NodeMetadata:
+    if type(existing) is not type(wanted) or existing.zarr_format != wanted.zarr_format:
+        kind = "array" if isinstance(existing, ArrayMetadata) else "group"
+        raise MetadataConflictError(
+            f"{where}: a Zarr v{existing.zarr_format} {kind} already exists here; pass overwrite=True to replace it",
+            key=where,
+        )
+    old = {k: v for d in existing.to_documents().values() for k, v in d.items()}
+    new = {k: v for d in wanted.to_documents().values() for k, v in d.items()}
+    if isinstance(existing, GroupMetadata):
+        old.pop("consolidated_metadata", None)
+        new.pop("consolidated_metadata", None)
+    diff = _differences(old, new)
+    if diff:
+        details = "; ".join(f"{k}: existing {old.get(k)!r}, requested {new.get(k)!r}" for k in diff)
+        raise MetadataConflictError(
+            f"{where}: an array or group already exists with different metadata ({details}); "
+            "open it, or pass overwrite=True to replace it",
+            key=where,
+        )
+    return existing
