@@ -135,7 +135,9 @@ class Group:
             names = set()
             for key in cons:
                 parts = key.split("/")
-                if (self.zarr_format == 3 and len(parts) == 1) or (self.zarr_format == 2 and len(parts) == 2 and parts[1] in (ZARRAY, ZGROUP)):
+                v3_child = self.zarr_format == 3 and len(parts) == 1
+                v2_child = self.zarr_format == 2 and len(parts) == 2 and parts[1] in (ZARRAY, ZGROUP)
+                if v3_child or v2_child:
                     names.add(parts[0])
             return sorted(names)
         _, dirs = self.store.list_dir(self.path)

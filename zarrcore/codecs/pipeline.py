@@ -202,9 +202,11 @@ class CodecPipeline:
         if self.zarr_format == 2:
             for f in reversed(self.filters):
                 buf = f.decode(buf)
-        arr = ensure_contiguous_ndarray(buf).view(np.uint8) if not isinstance(buf, bytes) else np.frombuffer(buf, np.uint8)
+        arr = ensure_contiguous_ndarray(buf).view(np.uint8)
         if arr.nbytes != self.nbytes:
-            raise CodecError(f"decoded chunk has {arr.nbytes} bytes, expected {self.nbytes} for shape {self.chunk_shape}")
+            raise CodecError(
+                f"decoded chunk has {arr.nbytes} bytes, expected {self.nbytes} for chunk shape {self.chunk_shape}"
+            )
         arr = arr.view(self.stored_dtype)
         if self.zarr_format == 2:
             out = arr.reshape(self.chunk_shape, order=self.order)
