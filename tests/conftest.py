@@ -1,0 +1,11 @@
+"""Shared test configuration. Server fixtures live in tests/fixtures/ and are loaded as plugins."""
+
+import os
+import tempfile
+
+# Prefect must never touch the developer's profile or phone home from tests.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="zarrcore-prefect-home-"))
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+pytest_plugins = ["tests.fixtures.servers"]
