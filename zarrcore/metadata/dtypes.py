@@ -73,7 +73,10 @@ def dtype_to_v2(dt: np.dtype) -> str:
 
 
 def default_fill_value(dt: np.dtype) -> Any:
-    """Zero of the dtype (``False`` for bool, ``NaT`` never: datetimes default to 0 too)."""
+    """The value of missing elements when none is set: zero (``False`` for bool), but ``NaT`` for
+    datetime64/timedelta64, as zarr-python reads a v2 ``null`` fill value."""
+    if dt.kind in "Mm":
+        return dt.type("NaT", np.datetime_data(dt)[0])
     return np.zeros((), dtype=dt)[()]
 
 
@@ -186,6 +189,8 @@ def is_fill(chunk: np.ndarray, fill: Any) -> bool:
     """Whether every element equals ``fill`` (NaN matches NaN)."""
     if fill is None:
         fill = default_fill_value(chunk.dtype)
+    if chunk.dtype.kind in "Mm":  # compare the integers: NaT never equals NaT
+        return bool((chunk.view("i8") == np.array(fill, dtype=chunk.dtype).view("i8")).all())
     if chunk.dtype.kind in "fc" and np.isnan(fill):
         return bool(np.isnan(chunk).all()) if chunk.dtype.kind == "f" else _complex_is_fill(chunk, fill)
     if chunk.dtype.kind == "c" and np.isnan(complex(fill).imag):
