@@ -424,7 +424,7 @@ class Array:
         def write(p: Projection) -> None:
             region = self._grid.region_shape(p.index)
             if p.complete and region == self.chunks:
-                chunk = np.ascontiguousarray(value[p.out_selection])
+                chunk = np.asarray(value[p.out_selection], order="C")  # keeps 0-d chunks 0-d
             else:
                 old = None if p.complete else self._load(p.index)
                 chunk = np.array(self._full_fill() if old is None else old)
