@@ -37,6 +37,7 @@ def create(
     dimension_separator: Literal["/", "."] | None = None,
     attributes: dict[str, Any] | None = None,
     dimension_names: Sequence[str | None] | None = None,
+    chunk_key_encoding: Literal["default", "v2"] | None = None,
     overwrite: bool = False,
     path: str = "",
     write_empty_chunks: bool = False,
@@ -51,7 +52,8 @@ def create(
 
     ``codecs`` is the v3 codec list (default: bytes + zstd level 3; ``order="F"`` adds a transpose).
     ``compressor`` and ``filters`` are v2 numcodecs configs (default compressor: zstd level 3;
-    ``None`` stores uncompressed).
+    ``None`` stores uncompressed). ``chunk_key_encoding`` (v3) is ``"default"`` (``c/0/1``) or ``"v2"``
+    (``0.1``); ``dimension_separator`` sets its separator.
     """
     meta = build_array_metadata(
         shape=shape,
@@ -66,6 +68,7 @@ def create(
         dimension_separator=dimension_separator,
         attributes=attributes,
         dimension_names=dimension_names,
+        chunk_key_encoding=chunk_key_encoding,
     )
     store = _store(url_or_store, storage_options)
     written = create_node(store, path, meta, overwrite=overwrite)

@@ -50,6 +50,7 @@ def build_array_metadata(
     dimension_separator: Literal["/", "."] | None = None,
     attributes: dict[str, Any] | None = None,
     dimension_names: Sequence[str | None] | None = None,
+    chunk_key_encoding: Literal["default", "v2"] | None = None,
 ) -> ArrayMetadata:
     """Validate user arguments into :class:`ArrayMetadata` (and its codec pipeline), writing nothing."""
     if zarr_format not in (2, 3):
@@ -69,6 +70,8 @@ def build_array_metadata(
         raise MetadataError(f"order must be 'C' or 'F', got {order!r}")
     if dimension_separator not in (None, "/", "."):
         raise MetadataError(f"dimension_separator must be '/' or '.', got {dimension_separator!r}")
+    if chunk_key_encoding not in (None, "default", "v2") or (zarr_format == 2 and chunk_key_encoding == "default"):
+        raise MetadataError(f"chunk_key_encoding must be 'default' or 'v2' (v3 only), got {chunk_key_encoding!r}")
     dt = parse_dtype(dtype, zarr_format)
     fill = normalize_fill_value(fill_value, dt, zarr_format)
     if zarr_format == 3:
@@ -84,8 +87,8 @@ def build_array_metadata(
             dtype=dt,
             fill_value=fill,
             codecs=tuple(codec_list),
-            separator=dimension_separator or "/",
-            key_encoding="default",
+            separator=dimension_separator or ("." if chunk_key_encoding == "v2" else "/"),
+            key_encoding=chunk_key_encoding or "default",
             dimension_names=tuple(dimension_names) if dimension_names is not None else None,
             attributes=dict(attributes or {}),
         )
