@@ -1,0 +1,375 @@
+"""What the cloud stores share: bucket URLs, key <-> object-name mapping, the one retry layer, typed
+errors and secret redaction.
+
+A backend subclasses :class:`CloudStore` and implements six hooks (``_get``, ``_put``, ``_delete``,
+``_size``, ``_list_page`` and ``_classify``). Every public operation validates the key before any
+I/O, runs the hook under :func:`zarrcore.retry.call` (the SDK's own retries are off), and turns SDK
+errors into the :mod:`zarrcore.errors` tree with a message naming the key and the store URL.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import ClassVar, TypeVar
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+
+from zarrcore import retry as _retry
+from zarrcore.errors import (
+    AccessDenied,
+    AlreadyExists,
+    InvalidKey,
+    NotFound,
+    PreconditionFailed,
+    ReadOnlyError,
+    StoreError,
+    Throttled,
+    TransientStoreError,
+)
+from zarrcore.storage.base import ByteRange, OffsetRequest, PutMode, RangeRequest, Store, SuffixRequest, validate_key
+
+__all__ = [
+    "Classified",
+    "CloudStore",
+    "Page",
+    "classify_status",
+    "http_range",
+    "short",
+    "missing_sdk",
+    "parse_url",
+    "redact",
+    "register_secret",
+    "protect_logs",
+    "safe_endpoint",
+]
+
+T = TypeVar("T")
+
+#: What a backend's ``_classify`` returns: the error class and a short reason ("HTTP 404 NoSuchKey").
+Classified = tuple[type[StoreError], str]
+#: One page of a listing: ``(object names, common prefixes, next page token or None)``.
+Page = tuple[list[str], list[str], str | None]
+
+
+def missing_sdk(package: str, extra: str) -> ImportError:
+    """The error raised when a backend's SDK is not installed."""
+    return ImportError(f"{package} is not installed; install it with: pip install 'zarrcore[{extra}]'", name=package)
+
+
+def parse_url(url: str, schemes: tuple[str, ...], *, host: bool = False) -> tuple[str, str, str | None]:
+    """Split ``scheme://bucket/prefix`` into ``(bucket, prefix, host)``.
+
+    With ``host=True`` the Azure form ``scheme://container@host/prefix`` is accepted and ``host``
+    returned; otherwise an ``@`` is refused. URLs with credentials, a query or a fragment are refused
+    without echoing them, since those parts carry secrets.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in schemes:
+        raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    bucket, at, netloc_host = parts.netloc.partition("@")
+    if parts.query or parts.fragment or ":" in bucket or (at and not host):
+        raise ValueError("store URLs must not carry credentials, a query or a fragment; pass them as options")
+    if not bucket:
+        raise ValueError(f"no bucket or container in store URL {url!r}")
+    return bucket, parts.path.strip("/"), netloc_host or None
+
+
+def safe_endpoint(url: str | None) -> str | None:
+    """An endpoint URL without user info or query, fit for repr and messages."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+_THROTTLE_CODES = frozenset({"SlowDown", "ServerBusy", "TooManyRequests", "RequestLimitExceeded"})
+
+
+def classify_status(status: int, code: str = "") -> type[StoreError]:
+    """The error class for an HTTP status (and the service's error code, which refines 503)."""
+    if status == 404:
+        return NotFound
+    if status in (401, 403):
+        return AccessDenied
+    if status == 412:
+        return PreconditionFailed
+    if status == 409:
+        return AlreadyExists
+    if status == 429 or code in _THROTTLE_CODES:
+        return Throttled
+    if status in (408, 500, 502, 503, 504) or code in ("RequestTimeout", "InternalError"):
+        return TransientStoreError
+    return StoreError
+
+
+def http_range(byte_range: ByteRange) -> str:
+    """The HTTP ``Range`` header value for a non-empty byte range."""
+    if isinstance(byte_range, RangeRequest):
+        return f"bytes={byte_range.start}-{byte_range.end - 1}"
+    if isinstance(byte_range, OffsetRequest):
+        return f"bytes={byte_range.offset}-"
+    if isinstance(byte_range, SuffixRequest):
+        return f"bytes=-{byte_range.suffix}"
+    raise TypeError(f"unknown byte range {byte_range!r}")
+
+
+def short(text: object, limit: int = 200) -> str:
+    """A one-line, bounded excerpt of an SDK message for our error messages."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------------- redaction
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+_MASK = "***"
+# Secret-bearing fields whatever their value: Azure account keys and SAS signatures, S3 session tokens,
+# request signatures, the access key id in SigV4 ``Credential=``, and bearer/shared-key auth headers.
+_PATTERNS = [
+    re.compile(r"(?i)(accountkey=|sharedaccesssignature=)[^;'\"\s]+"),
+    re.compile(r"(?i)((?:[?&;]|\b)sig=|signature=)[^&;'\"\s,]+"),
+    re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,&;]+"),
+    re.compile(r"(?i)(credential=)[^/\s,'\"]+"),
+    re.compile(r"(?i)(bearer\s+|sharedkey\s+[^:\s'\"]+:)[^'\"\s,]+"),
+]
+
+
+def register_secret(*values: object) -> None:
+    """Remember secret strings so that :func:`redact` masks them (also their URL-quoted forms)."""
+    with _secrets_lock:
+        for value in values:
+            if isinstance(value, str) and len(value) >= 6:
+                _secrets.update({value, quote(value, safe=""), quote_plus(value)})
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret and secret-bearing field masked."""
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    for pattern in _PATTERNS:
+        text = pattern.sub(rf"\1{_MASK}", text)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's business
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = _RedactingFilter()
+
+
+def protect_logs(*prefixes: str) -> None:
+    """Redact secrets in records of every existing logger named under ``prefixes`` (SDK and HTTP loggers).
+
+    Logger filters do not apply to records propagated from child loggers, so the filter goes on each
+    logger. Backends call this once their SDK is imported and a client built (which imports the rest).
+    """
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith(prefixes) and _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+# ------------------------------------------------------------------------------------ the store
+
+
+def _is_empty_range(byte_range: ByteRange | None) -> bool:
+    if isinstance(byte_range, RangeRequest):
+        if byte_range.start < 0 or byte_range.end < 0:
+            raise ValueError(f"byte range bounds must be >= 0, got {byte_range}")
+        return byte_range.end <= byte_range.start
+    if isinstance(byte_range, OffsetRequest) and byte_range.offset < 0:
+        raise ValueError(f"offset must be >= 0, got {byte_range}")
+    if isinstance(byte_range, SuffixRequest):
+        if byte_range.suffix < 0:
+            raise ValueError(f"suffix must be >= 0, got {byte_range}")
+        return byte_range.suffix == 0
+    return False
+
+
+class CloudStore(Store):
+    """Base of the object-store backends: a bucket, a prefix inside it, and one retry policy."""
+
+    scheme: ClassVar[str]
+    #: Logger name prefixes of the SDK and its HTTP stack, redacted by :func:`protect_logs`.
+    log_prefixes: ClassVar[tuple[str, ...]] = ("urllib3",)
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        retry: _retry.RetryPolicy | None = None,
+        read_only: bool = False,
+        list_page_size: int = 1000,
+    ) -> None:
+        if not bucket or "/" in bucket:
+            raise ValueError(f"invalid bucket name {bucket!r}")
+        prefix = prefix.strip("/")
+        if prefix:
+            try:
+                validate_key(prefix)
+            except InvalidKey as exc:
+                raise ValueError(f"invalid store prefix {prefix!r}") from exc
+        if list_page_size < 1:
+            raise ValueError(f"list_page_size must be >= 1, got {list_page_size}")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.retry = retry if retry is not None else _retry.DEFAULT
+        self.read_only = read_only
+        self.list_page_size = list_page_size
+        self._root = f"{prefix}/" if prefix else ""
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _get(self, name: str, byte_range: ByteRange | None) -> bytes:
+        """One read of object ``name``; a range starting past the end returns ``b""``."""
+
+    @abc.abstractmethod
+    def _put(self, name: str, data: bytes, create: bool) -> None:
+        """One atomic write; ``create`` makes it conditional on the object being absent."""
+
+    @abc.abstractmethod
+    def _delete(self, name: str) -> None:
+        """Delete; a missing object is not an error."""
+
+    @abc.abstractmethod
+    def _size(self, name: str) -> int:
+        """Object size; a missing object raises the SDK's not-found error."""
+
+    @abc.abstractmethod
+    def _list_page(self, prefix: str, delimiter: str | None, token: str | None) -> Page:
+        """One page of a listing of object names starting with ``prefix``."""
+
+    @abc.abstractmethod
+    def _classify(self, exc: Exception) -> Classified:
+        """Map an SDK/transport error to a :mod:`zarrcore.errors` class and a short reason."""
+
+    # -- shared machinery ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def _name(self, key: str) -> str:
+        return self._root + validate_key(key)
+
+    def _call(self, op: str, key: str | None, fn: Callable[[], T]) -> T:
+        """Run one SDK call under the store's retry policy, with errors typed."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise self._error(op, key, exc) from exc
+
+        return _retry.call(attempt, self.retry, description=f"{op} {key!r} in {self.url}")
+
+    def _error(self, op: str, key: str | None, exc: Exception) -> StoreError:
+        cls, reason = self._classify(exc)
+        where = f"key {key!r} in {self.url}" if key is not None else self.url
+        if cls is NotFound:
+            summary = f"no object at {where}"
+        elif issubclass(cls, AlreadyExists):
+            summary = f"{where} already exists" if op == "create" else f"conflict for {where}"
+        else:
+            summary = f"{op} failed for {where}"
+        return cls(redact(f"{summary} ({reason})"), key=key, store=self.url)
+
+    def _writable(self, key: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"store {self.url} is read-only; cannot write {key!r}", key=key, store=self.url)
+
+    # -- the Store protocol --------------------------------------------------------------------
+
+    def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
+        name = self._name(key)
+        if _is_empty_range(byte_range):
+            self.size(key)  # still NotFound for a missing key
+            return b""
+        return self._call("get", key, lambda: self._get(name, byte_range))
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
+        name = self._name(key)
+        if mode not in ("overwrite", "create"):
+            raise ValueError(f"mode must be 'overwrite' or 'create', got {mode!r}")
+        self._writable(key)
+        body = bytes(data)
+        self._call(mode if mode == "create" else "put", key, lambda: self._put(name, body, mode == "create"))
+
+    def delete(self, key: str) -> None:
+        name = self._name(key)
+        self._writable(key)
+        self._call("delete", key, lambda: self._delete(name))
+
+    def size(self, key: str) -> int:
+        name = self._name(key)
+        return self._call("size", key, lambda: self._size(name))
+
+    def _pages(self, prefix: str, delimiter: str | None) -> Iterator[tuple[list[str], list[str]]]:
+        """Every page of a listing, each page request retried on its own."""
+        token: str | None = None
+        while True:
+            names, prefixes, next_token = self._call(
+                "list", prefix, functools.partial(self._list_page, self._root + prefix, delimiter, token)
+            )
+            yield names, prefixes
+            if not next_token:
+                return
+            if next_token == token:
+                raise StoreError(f"listing {prefix!r} in {self.url}: the server repeated a page token", store=self.url)
+            token = next_token
+
+    def _keys(self, names: list[str], base: str = "") -> Iterator[str]:
+        skip = len(self._root) + len(base)
+        for name in names:
+            if not name.endswith("/"):  # folder markers are not keys
+                yield name[skip:]
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        for names, _ in self._pages(prefix, None):
+            yield from self._keys(names)
+
+    def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
+        prefix = prefix.strip("/")
+        base = f"{prefix}/" if prefix else ""
+        keys: list[str] = []
+        dirs: list[str] = []
+        skip = len(self._root) + len(base)
+        for names, prefixes in self._pages(base, "/"):
+            keys.extend(self._keys(names, base))
+            dirs.extend(p[skip:].rstrip("/") for p in prefixes)
+        return sorted(keys), sorted(d for d in dirs if d)
+
+    def _protect_logs(self) -> None:
+        protect_logs(*self.log_prefixes)
+
+    def _describe(self) -> dict[str, object]:
+        """Non-secret settings shown by ``repr``."""
+        return {}
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self._describe().items() if v is not None)
+        return f"{type(self).__name__}({self.url!r}{extra})"
+

@@ -1,0 +1,173 @@
+"""Amazon S3 and S3-compatible servers, through boto3.
+
+* URLs: ``s3://bucket/prefix``. Options are the constructor's keywords; anything omitted comes from
+  boto3's standard chain (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, profiles,
+  environment keys, SSO, container and instance roles).
+* One retry layer: botocore's retries are off (``total_max_attempts=1``) and every request runs under
+  the store's :class:`~zarrcore.retry.RetryPolicy`. A listing retries each page on its own.
+* ``put(mode="create")`` is ``PutObject`` with ``If-None-Match: *`` (412 -> ``AlreadyExists``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Literal
+
+from zarrcore.errors import AccessDenied, StoreError, TransientStoreError
+from zarrcore.retry import RetryPolicy
+from zarrcore.storage._cloud import (
+    Classified,
+    CloudStore,
+    Page,
+    classify_status,
+    http_range,
+    missing_sdk,
+    parse_url,
+    register_secret,
+    safe_endpoint,
+    short,
+)
+from zarrcore.storage.base import ByteRange
+
+try:
+    import boto3
+    import botocore.exceptions as bx
+    from botocore import UNSIGNED
+    from botocore.config import Config
+except ImportError as exc:
+    raise missing_sdk("boto3", "s3") from exc
+
+__all__ = ["S3Store"]
+
+AddressingStyle = Literal["auto", "path", "virtual"]
+
+_TRANSPORT_ERRORS = (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError, ConnectionError, TimeoutError)
+
+
+class S3Store(CloudStore):
+    """Objects under ``prefix`` in an S3 bucket. One boto3 client, shared by all threads.
+
+    ``max_pool_connections`` should be at least the number of threads using the store at once.
+    ``anonymous=True`` sends unsigned requests (public buckets).
+    """
+
+    scheme = "s3"
+    log_prefixes = ("boto3", "botocore", "s3transfer", "urllib3")
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        profile: str | None = None,
+        anonymous: bool = False,
+        addressing_style: AddressingStyle | None = None,
+        use_accelerate_endpoint: bool = False,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_pool_connections: int = 32,
+        retry: RetryPolicy | None = None,
+        read_only: bool = False,
+        list_page_size: int = 1000,
+    ) -> None:
+        super().__init__(bucket, prefix, retry=retry, read_only=read_only, list_page_size=list_page_size)
+        if addressing_style not in (None, "auto", "path", "virtual"):
+            raise ValueError(f"addressing_style must be 'auto', 'path' or 'virtual', got {addressing_style!r}")
+        register_secret(
+            access_key_id,
+            secret_access_key,
+            session_token,
+            *(os.environ.get(v) for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")),
+        )
+        s3_options: dict[str, Any] = {"use_accelerate_endpoint": use_accelerate_endpoint}
+        if addressing_style:
+            s3_options["addressing_style"] = addressing_style
+        config = Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max_pool_connections,
+            s3=s3_options,
+            **({"signature_version": UNSIGNED} if anonymous else {}),
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            region_name=region,
+            profile_name=profile,
+        )
+        self._client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self.endpoint_url: str = self._client.meta.endpoint_url
+        self.region: str | None = self._client.meta.region_name
+        self._protect_logs()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> S3Store:
+        """``s3://bucket/prefix`` with constructor keywords as options."""
+        bucket, prefix, _ = parse_url(url, ("s3",))
+        return cls(bucket, prefix, **options)
+
+    def _describe(self) -> dict[str, object]:
+        return {"endpoint_url": safe_endpoint(self.endpoint_url), "region": self.region}
+
+    def _get(self, name: str, byte_range: ByteRange | None) -> bytes:
+        extra = {"Range": http_range(byte_range)} if byte_range is not None else {}
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=name, **extra)
+        except bx.ClientError as exc:
+            if extra and _status(exc) == 416:  # the range starts at or past the end
+                return b""
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            return bytes(body.read())
+
+    def _put(self, name: str, data: bytes, create: bool) -> None:
+        extra = {"IfNoneMatch": "*"} if create else {}
+        self._client.put_object(Bucket=self.bucket, Key=name, Body=data, **extra)
+
+    def _delete(self, name: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=name)
+
+    def _size(self, name: str) -> int:
+        return int(self._client.head_object(Bucket=self.bucket, Key=name)["ContentLength"])
+
+    def _list_page(self, prefix: str, delimiter: str | None, token: str | None) -> Page:
+        extra: dict[str, str] = {}
+        if delimiter:
+            extra["Delimiter"] = delimiter
+        if token:
+            extra["ContinuationToken"] = token
+        page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=self.list_page_size, **extra)
+        names = [obj["Key"] for obj in page.get("Contents", ())]
+        prefixes = [p["Prefix"] for p in page.get("CommonPrefixes", ())]
+        return names, prefixes, page.get("NextContinuationToken") if page.get("IsTruncated") else None
+
+    def _classify(self, exc: Exception) -> Classified:
+        if isinstance(exc, bx.ClientError):
+            status = _status(exc)
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            reason = f"HTTP {status} {code}: {short(error.get('Message', ''))}".rstrip(": ")
+            if status == 409 and code == "ConditionalRequestConflict":
+                # A concurrent conditional write was in flight; S3 asks to retry, which then resolves.
+                return TransientStoreError, reason
+            return classify_status(status, code), reason
+        if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.NoAuthTokenError):
+            return AccessDenied, f"{short(exc)}; configure AWS credentials or pass anonymous=True for public buckets"
+        if isinstance(exc, _TRANSPORT_ERRORS):
+            return TransientStoreError, f"{type(exc).__name__}: {short(exc)}"
+        return StoreError, f"{type(exc).__name__}: {short(exc)}"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _status(exc: bx.ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
