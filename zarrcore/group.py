@@ -110,13 +110,22 @@ class Group:
         docs = {n: cons[f"{rel}/{n}"] for n in (ZARRAY, ZGROUP, ZATTRS) if f"{rel}/{n}" in cons}
         return docs or None
 
+    def _descendants(self, rel: str, nested: dict[str, Any] | None) -> dict[str, Any]:
+        """Consolidated entries below child ``rel``, relative to it. Writers flatten the whole hierarchy
+        into the root's entries (zarr-python leaves each child group's own entries empty)."""
+        prefix = rel + "/"
+        below = {k[len(prefix) :]: v for k, v in (self._meta.consolidated or {}).items() if k.startswith(prefix)}
+        return {**(nested or {}), **below}
+
     def __getitem__(self, name: str) -> Array | Group:
         rel = name.strip("/")
         docs = self._consolidated_docs(rel)
         path = self._child_path(rel)
         if docs is not None:
-            return _node(self.store, path, node_from_documents(docs, describe_location(self.store, path)),
-                         self.read_only)  # fmt: skip
+            meta = node_from_documents(docs, describe_location(self.store, path))
+            if isinstance(meta, GroupMetadata):
+                meta = GroupMetadata(meta.zarr_format, meta.attributes, self._descendants(rel, meta.consolidated))
+            return _node(self.store, path, meta, self.read_only)
         try:
             return open_node(self.store, path, read_only=self.read_only)
         except NotFound:
