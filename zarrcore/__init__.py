@@ -10,13 +10,16 @@
 from zarrcore import errors, retry, storage, telemetry
 from zarrcore.api import consolidate_metadata, create, create_group, open, open_array, open_group
 from zarrcore.array import Array
+from zarrcore.checkpoint import Checkpoint
 from zarrcore.group import Group
 from zarrcore.storage import open_store
+from zarrcore.streaming import ReadSummary, WriteSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Array",
+    "Checkpoint",
     "Group",
     "consolidate_metadata",
     "create",
@@ -26,7 +29,9 @@ __all__ = [
     "open_array",
     "open_group",
     "open_store",
+    "ReadSummary",
     "retry",
     "storage",
     "telemetry",
+    "WriteSummary",
 ]

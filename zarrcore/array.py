@@ -500,3 +500,50 @@ class Array:
         region = tuple(slice(old[axis], None) if d == axis else slice(None) for d in range(self.ndim))
         self[region] = arr
         return new_shape
+
+    # -- streaming -------------------------------------------------------------------------------
+    def stream_chunks(
+        self,
+        *,
+        concurrency: int = 16,
+        ordered: bool = False,
+        timeout: float | None = 120.0,
+        on_error: Any = "raise",
+        filter: Any = None,
+        include_missing: bool = False,
+        retry: Any = None,
+    ) -> Any:
+        """Iterate ``(index, data)`` over the chunks, ``data`` as :meth:`read_chunk` returns it.
+
+        At most ``concurrency`` chunks are in flight or waiting for the consumer; ``ordered=True``
+        yields in C order, else as chunks complete. ``timeout`` (s) bounds each chunk. ``on_error`` is
+        ``"raise"`` (a :class:`~zarrcore.errors.ChunkError`), ``"skip"``, or a callable told
+        ``(index, error)``. ``filter(index) -> bool`` drops indices before any I/O; chunks not stored are
+        skipped unless ``include_missing=True`` (then they come as the fill value). ``retry`` is a
+        :class:`~zarrcore.retry.RetryPolicy` applied per chunk. Returns a
+        :class:`~zarrcore.streaming.ChunkStream` whose ``summary`` counts what happened.
+        """
+        from zarrcore.streaming import stream_chunks
+
+        return stream_chunks(self, concurrency=concurrency, ordered=ordered, timeout=timeout, on_error=on_error,
+                             filter=filter, include_missing=include_missing, retry=retry)  # fmt: skip
+
+    def write_stream(
+        self,
+        chunks: Any,
+        *,
+        concurrency: int = 16,
+        checkpoint: Any = None,
+        on_error: Any = "raise",
+        retry: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Write ``(index, data)`` pairs from an iterable, taken lazily with at most ``concurrency``
+        pending; each chunk is one atomic PUT. ``checkpoint`` is a :class:`~zarrcore.Checkpoint`
+        (marked per finished chunk, flushed at the end) or a callable told the progress. Returns a
+        :class:`~zarrcore.streaming.WriteSummary`.
+        """
+        from zarrcore.streaming import write_stream
+
+        return write_stream(self, chunks, concurrency=concurrency, checkpoint=checkpoint, on_error=on_error,
+                            retry=retry, timeout=timeout)  # fmt: skip
