@@ -106,6 +106,10 @@ class GCSStore(CloudStore):
                 "`gcloud auth application-default login`, or pass credentials=... or anonymous=True",
                 store=self.url,
             ) from exc
+        # Recent SDKs fetch bucket metadata in a background thread for tracing attributes: an extra,
+        # unretried request per bucket from a thread we do not control. The SDK skips it when unset.
+        if getattr(self._client, "_bucket_metadata_cache", None) is not None:
+            self._client._bucket_metadata_cache = None
         # Size the client's HTTP pool to the concurrency in use (requests keeps 10 per host by default).
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max_pool_connections)
         for scheme in ("https://", "http://"):
