@@ -20,58 +20,61 @@ from numcodecs.compat import ensure_contiguous_ndarray
 from zarrcore.errors import CodecError
 from zarrcore.metadata.model import ArrayMetadata
 
-__all__ = ["CodecPipeline", "default_codecs", "V3_CODECS"]
+__all__ = ["CodecPipeline", "codec_configs", "default_codecs", "V3_CODECS"]
 
 _BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 _BLOSC_CNAMES = {"lz4", "lz4hc", "blosclz", "zstd", "snappy", "zlib"}
 
 
-def _check_keys(name: str, config: dict[str, Any], allowed: set[str]) -> None:
+def _check_keys(config: dict[str, Any], allowed: set[str]) -> None:
     unknown = set(config) - allowed
     if unknown:
-        raise CodecError(f"codec {name!r}: unknown configuration keys {sorted(unknown)}")
+        raise CodecError(f"unknown configuration keys {sorted(unknown)}")
 
 
 def _blosc(config: dict[str, Any], dtype: np.dtype) -> Codec:
-    _check_keys("blosc", config, {"cname", "clevel", "shuffle", "typesize", "blocksize"})
+    _check_keys(config, {"cname", "clevel", "shuffle", "typesize", "blocksize"})
     cname = config.get("cname", "zstd")
     if cname not in _BLOSC_CNAMES:
-        raise CodecError(f"codec 'blosc': cname must be one of {sorted(_BLOSC_CNAMES)}, got {cname!r}")
+        raise CodecError(f"cname must be one of {sorted(_BLOSC_CNAMES)}, got {cname!r}")
     shuffle = config.get("shuffle", "noshuffle")
     if shuffle not in _BLOSC_SHUFFLE:
-        raise CodecError(f"codec 'blosc': shuffle must be one of {sorted(_BLOSC_SHUFFLE)}, got {shuffle!r}")
+        raise CodecError(f"shuffle must be one of {sorted(_BLOSC_SHUFFLE)}, got {shuffle!r}")
     clevel = config.get("clevel", 5)
     if not isinstance(clevel, int) or not 0 <= clevel <= 9:
-        raise CodecError(f"codec 'blosc': clevel must be an integer 0-9, got {clevel!r}")
+        raise CodecError(f"clevel must be an integer 0-9, got {clevel!r}")
+    blocksize, typesize = config.get("blocksize", 0), config.get("typesize", dtype.itemsize)
+    if not isinstance(blocksize, int) or blocksize < 0:
+        raise CodecError(f"blocksize must be an integer >= 0, got {blocksize!r}")
+    if not isinstance(typesize, int) or typesize < 1:
+        raise CodecError(f"typesize must be an integer >= 1, got {typesize!r}")
     return numcodecs.Blosc.from_config(
-        {
-            "cname": cname,
-            "clevel": clevel,
-            "shuffle": _BLOSC_SHUFFLE[shuffle],
-            "blocksize": int(config.get("blocksize", 0)),
-            "typesize": int(config.get("typesize", dtype.itemsize)),
-        }
-    )
+        {"cname": cname, "clevel": clevel, "shuffle": _BLOSC_SHUFFLE[shuffle], "blocksize": blocksize,
+         "typesize": typesize}
+    )  # fmt: skip
 
 
 def _zstd(config: dict[str, Any], dtype: np.dtype) -> Codec:
-    _check_keys("zstd", config, {"level", "checksum"})
+    _check_keys(config, {"level", "checksum"})
     level = config.get("level", 0)
     if not isinstance(level, int) or not -131072 <= level <= 22:
-        raise CodecError(f"codec 'zstd': level must be an integer <= 22, got {level!r}")
-    return numcodecs.Zstd(level=level, checksum=bool(config.get("checksum", False)))
+        raise CodecError(f"level must be an integer <= 22, got {level!r}")
+    checksum = config.get("checksum", False)
+    if not isinstance(checksum, bool):
+        raise CodecError(f"checksum must be true or false, got {checksum!r}")
+    return numcodecs.Zstd(level=level, checksum=checksum)
 
 
 def _gzip(config: dict[str, Any], dtype: np.dtype) -> Codec:
-    _check_keys("gzip", config, {"level"})
+    _check_keys(config, {"level"})
     level = config.get("level", 5)
     if not isinstance(level, int) or not 0 <= level <= 9:
-        raise CodecError(f"codec 'gzip': level must be an integer 0-9, got {level!r}")
+        raise CodecError(f"level must be an integer 0-9, got {level!r}")
     return numcodecs.GZip(level=level)
 
 
 def _crc32c(config: dict[str, Any], dtype: np.dtype) -> Codec:
-    _check_keys("crc32c", config, set())
+    _check_keys(config, set())
     from numcodecs.checksum32 import CRC32C
 
     return CRC32C()
@@ -92,6 +95,32 @@ def default_codecs(dtype: np.dtype) -> list[dict[str, Any]]:
         {"name": "bytes", "configuration": {"endian": "little"}} if dtype.itemsize > 1 else {"name": "bytes"},
         {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
     ]
+
+
+def codec_configs(value: Any, field: str, key: str) -> list[dict[str, Any]]:
+    """``value`` as a list of codec objects, each with a string ``key`` (v3 ``"name"``, v2 ``"id"``).
+
+    A bare string stands for ``{key: string}``. Anything else raises :class:`CodecError` naming the entry.
+    """
+    if not isinstance(value, list | tuple):
+        raise CodecError(f"{field}: expected a list of codec objects, got {value!r}")
+    out = []
+    for i, config in enumerate(value):
+        config = {key: config} if isinstance(config, str) else config
+        if not isinstance(config, dict) or not isinstance(config.get(key), str):
+            raise CodecError(f"{field}[{i}]: expected an object with a string {key!r}, got {config!r}")
+        out.append(dict(config))
+    return out
+
+
+def _check_blosc_frame(buf: Any) -> None:
+    """A blosc frame records its own length; a cut or padded chunk would otherwise decode silently."""
+    view = memoryview(buf).cast("B")
+    if len(view) < 16:
+        raise CodecError(f"blosc: {len(view)} bytes cannot hold the 16-byte frame header")
+    stated = int.from_bytes(view[12:16], "little")
+    if stated != len(view):
+        raise CodecError(f"blosc: the frame header states {stated} bytes but the chunk holds {len(view)}")
 
 
 def _numcodec(config: dict[str, Any], where: str) -> Codec:
@@ -120,15 +149,31 @@ class CodecPipeline:
         self.transposes: list[_Transpose] = []
         self.bytes_codecs: list[Codec] = []
         self.filters: list[Codec] = []
+        self._labels: list[str] = []  # names of the filters then the bytes codecs, for error messages
         self.order = meta.order
         self.nbytes = int(np.prod(meta.chunks, dtype=np.int64)) * meta.dtype.itemsize
         if meta.zarr_format == 3:
             self._build_v3(meta.codecs, meta)
         else:
             self.stored_dtype = meta.dtype
-            self.filters = [_numcodec(f, "filters") for f in (meta.filters or ())]
+            self._labels = [f"filters[{i}]" for i in range(len(meta.filters or ()))]
+            self.filters = [_numcodec(f, label) for f, label in zip(meta.filters or (), self._labels, strict=True)]
             if meta.compressor:
                 self.bytes_codecs = [_numcodec(meta.compressor, "compressor")]
+                self._labels.append("compressor")
+        self._probe()
+
+    def _probe(self) -> None:
+        """Round-trip a few zeros through every numcodecs codec: numcodecs accepts many bad settings
+        (an unknown blosc cname, gzip level 11) at construction and only fails on the first chunk."""
+        data: Any = np.zeros(max(1, min(self.nbytes // self.dtype.itemsize, 16)), dtype=self.stored_dtype)
+        for label, codec in zip(self._labels, [*self.filters, *self.bytes_codecs], strict=True):
+            try:
+                encoded = codec.encode(data)
+                codec.decode(encoded)
+            except Exception as exc:
+                raise CodecError(f"{label}: invalid configuration {codec.get_config()}: {exc}") from None
+            data = encoded
 
     def _build_v3(self, codecs: Sequence[dict[str, Any]], meta: ArrayMetadata) -> None:
         ndim = len(meta.shape)
@@ -143,7 +188,10 @@ class CodecPipeline:
             if name == "transpose":
                 if stage != "array":
                     raise CodecError(f"{where}: array->array codecs must come before the 'bytes' codec")
-                _check_keys("transpose", config, {"order"})
+                try:
+                    _check_keys(config, {"order"})
+                except CodecError as exc:
+                    raise CodecError(f"{where}: {exc}") from None
                 order = config.get("order")
                 if not isinstance(order, list) or sorted(order) != list(range(ndim)):
                     raise CodecError(f"{where}: order must be a permutation of 0..{ndim - 1}, got {order!r}")
@@ -151,7 +199,10 @@ class CodecPipeline:
             elif name == "bytes":
                 if stage != "array":
                     raise CodecError(f"{where}: only one array->bytes codec is allowed")
-                _check_keys("bytes", config, {"endian"})
+                try:
+                    _check_keys(config, {"endian"})
+                except CodecError as exc:
+                    raise CodecError(f"{where}: {exc}") from None
                 endian = config.get("endian")
                 if endian is None and meta.dtype.itemsize > 1:
                     raise CodecError(f"{where}: 'endian' is required for {meta.dtype} (itemsize > 1)")
@@ -164,10 +215,11 @@ class CodecPipeline:
                     raise CodecError(f"{where}: bytes->bytes codecs must come after the 'bytes' codec")
                 try:
                     self.bytes_codecs.append(V3_CODECS[name](config, meta.dtype))
-                except CodecError:
-                    raise
+                except CodecError as exc:
+                    raise CodecError(f"{where}: {exc}") from None
                 except Exception as exc:
                     raise CodecError(f"{where}: invalid configuration {config!r}: {exc}") from None
+                self._labels.append(where)
             elif name == "sharding_indexed":
                 raise CodecError(f"{where}: sharding is not supported by this reader")
             else:
@@ -198,6 +250,8 @@ class CodecPipeline:
         """Decode stored bytes into a chunk of ``chunk_shape`` and the array's dtype."""
         buf: Any = data
         for codec in reversed(self.bytes_codecs):
+            if codec.codec_id == "blosc":
+                _check_blosc_frame(buf)
             buf = codec.decode(buf)
         if self.zarr_format == 2:
             for f in reversed(self.filters):
