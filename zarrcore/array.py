@@ -12,6 +12,7 @@ from zarrcore import telemetry
 from zarrcore._pool import io_pool
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
+from zarrcore.codecs.pipeline import codec_configs
 from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, ReadOnlyError, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
 from zarrcore.metadata import ArrayMetadata, parse_dtype
@@ -29,7 +30,7 @@ def _normalize_shape(value: Any, name: str) -> tuple[int, ...]:
         value = (int(value),)
     try:
         out = tuple(int(v) for v in value)
-    except TypeError:
+    except (TypeError, ValueError):
         raise MetadataError(f"{name} must be an integer or a sequence of integers, got {value!r}") from None
     if any(isinstance(v, bool) for v in value):
         raise MetadataError(f"{name} must contain integers, got {value!r}")
@@ -77,7 +78,7 @@ def build_array_metadata(
     if zarr_format == 3:
         if compressor != "auto" or filters is not None:
             raise MetadataError("compressor and filters are Zarr v2 options; for v3 pass codecs=[...]")
-        codec_list = [dict(c) for c in codecs] if codecs is not None else default_codecs(dt)
+        codec_list = codec_configs(codecs, "codecs", "name") if codecs is not None else default_codecs(dt)
         if order == "F" and len(shape_t) > 1 and not any(c.get("name") == "transpose" for c in codec_list):
             codec_list.insert(0, {"name": "transpose", "configuration": {"order": list(range(len(shape_t)))[::-1]}})
         meta = ArrayMetadata(
@@ -98,6 +99,9 @@ def build_array_metadata(
         if dimension_names is not None:
             raise MetadataError("dimension_names are a Zarr v3 feature; store them as attributes for v2")
         comp = {"id": "zstd", "level": 3} if compressor == "auto" else compressor
+        if comp is not None and not (isinstance(comp, dict) and isinstance(comp.get("id"), str)):
+            raise CodecError(f"compressor: expected None or a numcodecs config with an 'id', got {comp!r}")
+        filters = codec_configs(filters, "filters", "id") if filters is not None else None
         meta = ArrayMetadata(
             zarr_format=2,
             shape=shape_t,
