@@ -1,0 +1,146 @@
+"""Cases 1 and 2: write and read a whole float32 array on local disk, Zarr v3, per codec.
+
+    python -m bench.local_io --chunk-kib 4096            # case 1: 4 MiB chunks
+    python -m bench.local_io --chunk-kib 64              # case 2: 64 KiB chunks
+    python -m bench.local_io --quick                     # a small smoke run
+
+Rounds (``--repeat``) go over every codec and contender in turn, so a burst of load from elsewhere
+on the machine hits one round of everyone rather than all rounds of one contender. Each (round,
+codec, contender) is a fresh process that loads the same source array, writes it into a fresh folder
+and reads it back; the table shows the best time over the rounds and the highest RSS seen (``+RSS``
+is above the RSS after loading the source array; a read's result array counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import (
+    CODECS,
+    MiB,
+    Row,
+    Timing,
+    chunk_shape,
+    dir_bytes,
+    format_table,
+    keep_best,
+    rss_bytes,
+    run_worker,
+    save_rows,
+    source_file,
+    square_shape,
+    timed,
+    workdir,
+)
+
+REFS = ["limit", "tensorstore", "zarr-python"]
+ORDER = ["limit", "zarrcore", "tensorstore", "zarr-python"]
+
+
+def worker(args: dict[str, Any]) -> dict[str, Any]:
+    """One write then one read by one contender, in this fresh process."""
+    from bench.local_contenders import CONTENDERS
+
+    data = np.load(args["source"])
+    shape, chunks = tuple(args["shape"]), tuple(args["chunks"])
+    contender = CONTENDERS[args["contender"]](shape, chunks, args["codec"])
+    gc.collect()
+    base = rss_bytes()
+    write, read = Timing(), Timing()
+    path = Path(args["workdir"]) / f"{args['contender']}-{args['codec']}.zarr"
+    contender.prepare(path)
+    timed(lambda: contender.write(data), write)
+    contender.open(path)
+    out = timed(contender.read, read)
+    if args["verify"] and not np.array_equal(out, data):
+        raise AssertionError(f"{args['contender']} read back different data")
+    del out
+    stored = dir_bytes(path)
+    shutil.rmtree(path)
+    return {"write": write.__dict__, "read": read.__dict__, "base_rss": base, "stored": stored,
+            "nbytes": int(data.nbytes)}  # fmt: skip
+
+
+def run(
+    *,
+    chunk_kib: int,
+    size_mib: float,
+    codecs: list[str],
+    contenders: list[str],
+    repeat: int,
+    case: str,
+) -> list[Row]:
+    shape, chunks = square_shape(size_mib), chunk_shape(chunk_kib)
+    nchunks = (shape[0] // chunks[0]) * (shape[1] // chunks[1])
+    print(
+        f"[{case}] float32 {shape} = {shape[0] * shape[1] * 4 / MiB:.0f} MiB, chunks {chunks} "
+        f"= {chunk_kib} KiB, {nchunks} chunks; best of {repeat}",
+        file=sys.stderr,
+        flush=True,
+    )
+    with workdir() as tmp:
+        source = source_file(tmp, shape)
+        best: dict[tuple[str, ...], Row] = {}
+        for rnd in range(repeat):
+            for codec in codecs:
+                for name in contenders:
+                    args = {"contender": name, "codec": codec, "shape": shape, "chunks": chunks,
+                            "source": str(source), "workdir": str(tmp), "verify": rnd == 0}  # fmt: skip
+                    res = run_worker("bench.local_io", args)
+                    for op in ("write", "read"):
+                        t = res[op]
+                        stored = res["stored"] if op == "write" else 0
+                        keep_best(best, Row(case, codec, name, op, t["seconds"][0], res["nbytes"], t["peak_rss"],
+                                            res["base_rss"], stored))  # fmt: skip
+                    w, r = best[(codec, name, "write")], best[(codec, name, "read")]
+                    print(f"  round {rnd + 1}: {codec:<10} {name:<12} write {w.mib_s:8.0f} MiB/s  "
+                          f"read {r.mib_s:8.0f} MiB/s (best so far)", file=sys.stderr, flush=True)  # fmt: skip
+        rows = list(best.values())
+    rank = {n: i for i, n in enumerate(ORDER)}
+    rows.sort(key=lambda r: (codecs.index(r.group), r.op != "write", rank.get(r.contender, 99)))
+    return rows
+
+
+def title(case: str, chunk_kib: int, size_mib: float, repeat: int) -> str:
+    shape, chunks = square_shape(size_mib), chunk_shape(chunk_kib)
+    n = (shape[0] // chunks[0]) * (shape[1] // chunks[1])
+    return (
+        f"{case}: local disk, float32 {shape[0]}x{shape[1]} ({shape[0] * shape[1] * 4 / MiB:.0f} MiB), "
+        f"chunks {chunks[0]}x{chunks[1]} ({chunk_kib} KiB, {n} chunks), best of {repeat}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--chunk-kib", type=int, default=4096, help="chunk size in KiB (a square of float32)")
+    p.add_argument("--size-mib", type=float, default=256, help="array size in MiB (default 256)")
+    p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated, from: " + ", ".join(CODECS))
+    p.add_argument("--contenders", default=",".join(ORDER))
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="smoke run: 32 MiB, one repeat")
+    p.add_argument("--json", help="also save the rows as JSON here")
+    a = p.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(json.loads(a.worker))))
+        return
+    if a.quick:
+        a.size_mib, a.repeat = 32, 1
+    case = f"local {a.chunk_kib} KiB chunks"
+    rows = run(chunk_kib=a.chunk_kib, size_mib=a.size_mib, codecs=a.codecs.split(","),
+               contenders=a.contenders.split(","), repeat=a.repeat, case=case)  # fmt: skip
+    print(format_table(rows, REFS, title=title(case, a.chunk_kib, a.size_mib, a.repeat)))
+    if a.json:
+        save_rows(rows, a.json)
+
+
+if __name__ == "__main__":
+    main()
