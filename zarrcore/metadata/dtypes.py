@@ -33,30 +33,33 @@ _V3_NAMES = {dt: name for name, dt in V3_DTYPES.items()}
 _V2_KINDS = set("biufcMm")
 
 
-def parse_dtype(value: Any, zarr_format: int) -> np.dtype:
-    """A numpy dtype from user input or metadata JSON. v3 dtypes are native-endian; v2 keep their order."""
+def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
+    """A numpy dtype from user input or metadata JSON. v3 dtypes are native-endian; v2 keep their order.
+
+    ``field`` names the input in error messages (``"zarr.json: data_type"``).
+    """
     if zarr_format == 3 and isinstance(value, str) and value in V3_DTYPES:
         return V3_DTYPES[value]
     try:
         dt = np.dtype(value)
     except (TypeError, ValueError) as exc:
-        raise UnsupportedDtypeError(f"data_type {value!r} is not a known data type: {exc}") from None
+        raise UnsupportedDtypeError(f"{field} {value!r} is not a known data type: {exc}") from None
     if dt.fields is not None or dt.subdtype is not None:
-        raise UnsupportedDtypeError(f"data_type {value!r}: structured and sub-array dtypes are not supported")
+        raise UnsupportedDtypeError(f"{field} {value!r}: structured and sub-array dtypes are not supported")
     if zarr_format == 3:
         native = dt.newbyteorder("=")
         if native not in _V3_NAMES:
             raise UnsupportedDtypeError(
-                f"data_type {value!r} is not supported in Zarr v3; supported: {', '.join(V3_DTYPES)}"
+                f"{field} {value!r} is not supported in Zarr v3; supported: {', '.join(V3_DTYPES)}"
             )
         return V3_DTYPES[_V3_NAMES[native]]
     if dt.kind not in _V2_KINDS:
         raise UnsupportedDtypeError(
-            f"data_type {value!r} (kind {dt.kind!r}) is not supported; use bool, int, uint, float, complex, "
+            f"{field} {value!r} (kind {dt.kind!r}) is not supported; use bool, int, uint, float, complex, "
             "datetime64 or timedelta64"
         )
     if dt.kind in "Mm" and np.datetime_data(dt)[0] == "generic":
-        raise UnsupportedDtypeError(f"data_type {value!r}: datetime64/timedelta64 need a unit, e.g. 'M8[ns]'")
+        raise UnsupportedDtypeError(f"{field} {value!r}: datetime64/timedelta64 need a unit, e.g. 'M8[ns]'")
     if dt.byteorder == "=":
         dt = dt.newbyteorder("<")
     return dt

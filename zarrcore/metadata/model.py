@@ -133,10 +133,13 @@ class ArrayMetadata:
                 f"chunks: rank {len(self.chunks)} does not match shape rank {len(self.shape)} "
                 f"(shape {list(self.shape)}, chunks {list(self.chunks)})"
             )
-        if self.dimension_names is not None and len(self.dimension_names) != len(self.shape):
-            raise MetadataError(
-                f"dimension_names: {len(self.dimension_names)} names for an array of rank {len(self.shape)}"
-            )
+        if self.dimension_names is not None:
+            if len(self.dimension_names) != len(self.shape):
+                raise MetadataError(
+                    f"dimension_names: {len(self.dimension_names)} names for an array of rank {len(self.shape)}"
+                )
+            if not all(n is None or isinstance(n, str) for n in self.dimension_names):
+                raise MetadataError(f"dimension_names: expected strings or None, got {list(self.dimension_names)}")
 
     @property
     def fill(self) -> Any:
@@ -225,6 +228,21 @@ class GroupMetadata:
 # -- parsing -------------------------------------------------------------------------------------
 
 
+def _configuration(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    config = obj.get("configuration") or {}
+    if not isinstance(config, dict):
+        raise MetadataError(f"{where}.configuration must be an object, got {config!r}")
+    return config
+
+
+def _array_metadata(where: str, **fields: Any) -> ArrayMetadata:
+    """Build ArrayMetadata; its cross-field checks (ranks, names) are reported against ``where``."""
+    try:
+        return ArrayMetadata(**fields)
+    except MetadataError as exc:
+        raise MetadataError(f"{where}: {exc}") from None
+
+
 def parse_array_v3(doc: dict[str, Any], where: str = ZARR_JSON) -> ArrayMetadata:
     """Validate a v3 array ``zarr.json``."""
     if doc.get("zarr_format") != 3:
@@ -236,19 +254,18 @@ def parse_array_v3(doc: dict[str, Any], where: str = ZARR_JSON) -> ArrayMetadata
         if required not in doc:
             raise MetadataError(f"{where}: missing required field {required!r}")
     shape = _int_tuple(doc["shape"], f"{where}: shape", positive=False)
-    dtype = parse_dtype(doc["data_type"], 3) if isinstance(doc["data_type"], str) else None
-    if dtype is None:
+    if not isinstance(doc["data_type"], str):
         raise MetadataError(f"{where}: data_type must be a string, got {doc['data_type']!r}")
+    dtype = parse_dtype(doc["data_type"], 3, f"{where}: data_type")
     grid = doc["chunk_grid"]
     if not isinstance(grid, dict) or grid.get("name") != "regular":
         raise MetadataError(f"{where}: chunk_grid: only the 'regular' grid is supported, got {grid!r}")
-    chunks = _int_tuple(
-        (grid.get("configuration") or {}).get("chunk_shape"), f"{where}: chunk_grid.chunk_shape", positive=True
-    )
+    grid_config = _configuration(grid, f"{where}: chunk_grid")
+    chunks = _int_tuple(grid_config.get("chunk_shape"), f"{where}: chunk_grid.chunk_shape", positive=True)
     cke = doc["chunk_key_encoding"]
     if not isinstance(cke, dict) or cke.get("name") not in ("default", "v2"):
         raise MetadataError(f"{where}: chunk_key_encoding: expected 'default' or 'v2', got {cke!r}")
-    sep = (cke.get("configuration") or {}).get("separator", "/" if cke["name"] == "default" else ".")
+    sep = _configuration(cke, f"{where}: chunk_key_encoding").get("separator", "/" if cke["name"] == "default" else ".")
     if sep not in ("/", "."):
         raise MetadataError(f"{where}: chunk_key_encoding.separator must be '/' or '.', got {sep!r}")
     st = doc.get("storage_transformers", [])
@@ -266,7 +283,8 @@ def parse_array_v3(doc: dict[str, Any], where: str = ZARR_JSON) -> ArrayMetadata
     attrs = doc.get("attributes", {})
     if not isinstance(attrs, dict):
         raise MetadataError(f"{where}: attributes must be an object")
-    return ArrayMetadata(
+    return _array_metadata(
+        where,
         zarr_format=3,
         shape=shape,
         chunks=chunks,
@@ -293,7 +311,7 @@ def parse_array_v2(zarray: dict[str, Any], attrs: dict[str, Any] | None = None, 
         raise MetadataError(f"{where}: unknown fields {sorted(unknown)}")
     shape = _int_tuple(zarray["shape"], f"{where}: shape", positive=False)
     chunks = _int_tuple(zarray["chunks"], f"{where}: chunks", positive=True)
-    dtype = parse_dtype(zarray["dtype"], 2)
+    dtype = parse_dtype(zarray["dtype"], 2, f"{where}: dtype")
     order = zarray["order"]
     if order not in ("C", "F"):
         raise MetadataError(f"{where}: order must be 'C' or 'F', got {order!r}")
@@ -310,7 +328,8 @@ def parse_array_v2(zarray: dict[str, Any], attrs: dict[str, Any] | None = None, 
         raise MetadataError(f"{where}: filters must be null or a list of numcodecs configs, got {filters!r}")
     if attrs is not None and not isinstance(attrs, dict):
         raise MetadataError(f"{ZATTRS}: attributes must be a JSON object")
-    return ArrayMetadata(
+    return _array_metadata(
+        where,
         zarr_format=2,
         shape=shape,
         chunks=chunks,
