@@ -40,6 +40,9 @@ def _get_json(store: Store, key: str) -> dict[str, Any] | None:
 
 def node_from_documents(docs: dict[str, Any], where: str) -> NodeMetadata:
     """Build node metadata from documents by key (``zarr.json``, or ``.zarray``/``.zgroup`` + ``.zattrs``)."""
+    for name, doc in docs.items():
+        if not isinstance(doc, dict):
+            raise MetadataError(f"{where}: {name} must be a JSON object, got {type(doc).__name__}")
     if ZARR_JSON in docs:
         doc = docs[ZARR_JSON]
         if doc.get("node_type") == "group":
@@ -111,11 +114,14 @@ def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool 
     :class:`MetadataConflictError` names the differing fields and nothing is written.
     """
     where = describe_location(store, path)
+    try:
+        docs = {k: json_dumps(v) for k, v in meta.to_documents().items()}
+    except (TypeError, ValueError) as exc:  # only attributes hold free-form values
+        raise MetadataError(f"{where}: attributes must be JSON-serializable (no NaN or objects): {exc}") from None
     if overwrite:
         for name in (ZARR_JSON, ZARRAY, ZGROUP, ZATTRS, ZMETADATA):
             store.delete(join_key(path, name))
         store.delete_prefix(path)
-    docs = {k: json_dumps(v) for k, v in meta.to_documents().items()}
     primary = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if isinstance(meta, ArrayMetadata) else ZGROUP)
     if not overwrite:
         existing = try_read_node(store, path)
