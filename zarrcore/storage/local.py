@@ -95,10 +95,13 @@ class LocalStore(Store):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
-    def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
+    def _writable(self, key: str) -> None:
         if self.read_only:
             raise ReadOnlyError(f"store {self.url} is read-only; cannot write {key!r}", key=key, store=self.url)
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
         path = self._path(key)
+        self._writable(key)
         try:
             with self._atomic_write(path) as (fd, tmp):
                 view = memoryview(data).cast("B")
@@ -124,6 +127,7 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         path = self._path(key)
+        self._writable(key)
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

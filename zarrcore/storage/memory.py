@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from zarrcore.errors import AlreadyExists, NotFound
+from zarrcore.errors import AlreadyExists, NotFound, ReadOnlyError
 from zarrcore.storage.base import ByteRange, PutMode, Store, slice_range, validate_key
 
 __all__ = ["MemoryStore"]
@@ -17,8 +17,9 @@ _NAMED_LOCK = threading.Lock()
 class MemoryStore(Store):
     """Objects kept in a dict; useful for tests and scratch arrays."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, *, read_only: bool = False) -> None:
         self._name = name or f"{id(self):x}"
+        self.read_only = read_only
         self._data: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
@@ -48,8 +49,13 @@ class MemoryStore(Store):
             raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url) from None
         return slice_range(data, byte_range)
 
-    def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
+    def _writable(self, key: str) -> None:
         validate_key(key)
+        if self.read_only:
+            raise ReadOnlyError(f"store {self.url} is read-only; cannot write {key!r}", key=key, store=self.url)
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
+        self._writable(key)
         value = bytes(data)
         with self._lock:
             if mode == "create" and key in self._data:
@@ -57,7 +63,7 @@ class MemoryStore(Store):
             self._data[key] = value
 
     def delete(self, key: str) -> None:
-        validate_key(key)
+        self._writable(key)
         with self._lock:
             self._data.pop(key, None)
 
