@@ -84,11 +84,13 @@ def open(
 ) -> Array | Group:
     """Open the array or group at a location, detecting the format (v3 ``zarr.json`` first, then v2).
 
-    ``mode="r"`` is read-only; ``"r+"`` (or ``"a"``) allows writes. A missing node raises ``NotFound``.
+    ``mode="r"`` is read-only; ``"r+"`` (or ``"a"``) allows writes, unless the store itself is read-only.
+    A missing node raises ``NotFound``.
     """
     if mode not in ("r", "r+", "a"):
         raise ValueError(f"mode must be 'r', 'r+' or 'a', got {mode!r}")
-    return open_node(_store(url_or_store, storage_options), path, read_only=mode == "r")
+    store = _store(url_or_store, storage_options)
+    return open_node(store, path, read_only=mode == "r" or store.read_only)
 
 
 def open_array(
@@ -105,8 +107,11 @@ def open_group(
     url_or_store: str | Store, mode: Mode = "r", *, path: str = "", storage_options: dict[str, Any] | None = None
 ) -> Group:
     """Open a group (an array there is an error)."""
+    if mode not in ("r", "r+", "a"):
+        raise ValueError(f"mode must be 'r', 'r+' or 'a', got {mode!r}")
+    store = _store(url_or_store, storage_options)
     try:
-        return open_group_mode(_store(url_or_store, storage_options), path, "r" if mode == "r" else "r+")
+        return open_group_mode(store, path, "r" if mode == "r" or store.read_only else "r+")
     except TypeError as exc:
         raise MetadataError(str(exc)) from None
 
