@@ -372,4 +372,3 @@ class CloudStore(Store):
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self._describe().items() if v is not None)
         return f"{type(self).__name__}({self.url!r}{extra})"
-
