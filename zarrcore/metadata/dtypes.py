@@ -97,6 +97,8 @@ def _float_from_json(v: Any, dt: np.dtype, field: str) -> Any:
         if v in special:
             return dt.type(special[v])
         if v.startswith("0x"):
+            if len(v) != 2 + 2 * dt.itemsize:  # a shorter pattern is ambiguous: readers pad it differently
+                raise MetadataError(f"{field}: hex fill value {v!r} must have {2 * dt.itemsize} hex digits for {dt}")
             try:
                 raw = int(v, 16).to_bytes(dt.itemsize, "big")
             except (ValueError, OverflowError):
