@@ -36,10 +36,11 @@ class CheckpointError(ZarrcoreError, ValueError):
 def _locate(location: str | os.PathLike[str], options: dict[str, Any]) -> tuple[Store, str]:
     text = os.fspath(location)
     if "://" in text and not text.startswith("file://"):
-        parent, _, name = text.rstrip("/").rpartition("/")
-        if parent.endswith(":/") or not name:
-            raise ValueError(f"checkpoint URL {text!r} must name an object below a bucket or store: scheme://root/name")
-        return open_store(parent, **options), validate_key(name)
+        scheme, _, rest = text.partition("://")
+        root, _, name = rest.partition("/")
+        if not root or not name.strip("/"):
+            raise ValueError(f"checkpoint URL {text!r} must name an object in a bucket or store: scheme://root/key")
+        return open_store(f"{scheme}://{root}", **options), validate_key(name.strip("/"))
     path = Path(LocalStore.from_url(text).root) if text.startswith("file://") else Path(text).expanduser().absolute()
     if not path.name:
         raise ValueError(f"checkpoint path {text!r} must name a file")
