@@ -1,0 +1,83 @@
+"""Mapping a batch task over its jobs on a bounded task runner, with a live progress artifact."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, as_completed
+from prefect.tasks import Task
+
+from flows.params import Execution
+from flows.runners import task_runner_for
+
+__all__ = ["BatchOutcome", "run_batches"]
+
+
+@dataclass
+class BatchOutcome:
+    """How one batch task run ended."""
+
+    job: Any
+    state: str  # the final state's name: Completed, Cached, Failed, Crashed, ...
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+    @property
+    def cached(self) -> bool:
+        return self.state == "Cached"
+
+
+class _Progress:
+    """A progress artifact, updated at most ~50 times however many batches there are."""
+
+    def __init__(self, key: str, total: int, what: str) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.what = what
+        self._step = max(1, self.total // 50)
+        self._id = create_progress_artifact(0.0, key=key, description=f"{what}: 0 of {total} batches")
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.done % self._step == 0 or self.done == self.total:
+            description = f"{self.what}: {self.done} of {self.total} batches"
+            update_progress_artifact(self._id, 100.0 * self.done / self.total, description=description)
+
+
+def _outcome(job: Any, future: PrefectFuture[Any]) -> BatchOutcome:
+    future.wait()
+    state = future.state
+    if state.is_completed():
+        return BatchOutcome(job, state.name or "Completed", result=future.result())
+    error = future.result(raise_on_failure=False) if state.is_failed() or state.is_crashed() else None
+    message = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else (state.message or state.name)
+    return BatchOutcome(job, state.name or str(state.type), error=message)
+
+
+def run_batches(
+    groups: Sequence[tuple[Task[..., Any], Sequence[Any]]], execution: Execution, *, key: str, what: str
+) -> list[list[BatchOutcome]]:
+    """Run each group's task over its jobs (one ``job`` argument each) on one bounded task runner.
+
+    Never raises for a failed batch: every outcome is returned, in job order, once all have finished.
+    """
+    total = sum(len(jobs) for _, jobs in groups)
+    progress = _Progress(key, total, what)
+    with task_runner_for(execution) as runner:
+        futures: list[list[PrefectFuture[Any]]] = [
+            list(runner.map(task_, {"job": list(jobs)})) if jobs else [] for task_, jobs in groups
+        ]
+        for _ in as_completed([f for group in futures for f in group]):
+            progress.advance()
+        outcomes = [
+            [_outcome(job, future) for job, future in zip(jobs, group, strict=True)]
+            for (_, jobs), group in zip(groups, futures, strict=True)
+        ]
+    return outcomes

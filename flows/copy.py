@@ -1,0 +1,46 @@
+"""The ``copy`` flow: copy or rechunk a Zarr array between stores (any URLs), with the same batching,
+retries and caching as ingest. The target keeps the source's layout unless ``layout`` changes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.landing import finish_targets, prepare_targets, write_targets
+from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL
+from flows.sources import ZarrSource
+
+__all__ = ["copy_array"]
+
+
+@flow(name="copy", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+def copy_array(
+    source: StoreURL,
+    destination: StoreURL,
+    array: ArrayPath = "data",
+    source_path: ArrayPath = "",
+    layout: ArrayLayout = ArrayLayout(),  # noqa: B008 - an immutable pydantic default, shown in the UI
+    execution: Execution = Execution(),  # noqa: B008
+    source_storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
+    storage_options: StorageOptions = {},  # noqa: B006
+    results_url: StoreURL | None = None,
+) -> dict[str, Any]:
+    """Copy the Zarr array at ``source`` (path ``source_path``) to ``array`` at ``destination``.
+
+    Args:
+        source: Store URL of the source array (or of its hierarchy, with source_path).
+        destination: Store URL of the target hierarchy.
+        array: Path of the target array in the destination store.
+        source_path: Path of the source array inside its store.
+        layout: Changes to the source's layout: new chunks (a rechunk), dtype, format, compression.
+        execution: Batching, concurrency, retries and task runner.
+        source_storage_options: Non-secret options of the source store.
+        storage_options: Non-secret options of the destination store.
+        results_url: Where finished batches are recorded; default: inside the target array.
+    """
+    spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
+    targets = prepare_targets(spec, destination, array, layout, storage_options)
+    write_targets(targets, execution, results_url=results_url, key="copy")
+    return finish_targets(targets, destination, storage_options, key="copy")

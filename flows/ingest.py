@@ -1,0 +1,42 @@
+"""The ``ingest`` flow: land a source (npy/npz, Parquet/Arrow, a Zarr array, synthetic data) in a Zarr
+array on any store, in chunk batches that a rerun never redoes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.landing import finish_targets, prepare_targets, write_targets
+from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL
+from flows.sources import SourceSpec
+
+__all__ = ["ingest"]
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+def ingest(
+    source: SourceSpec,
+    destination: StoreURL,
+    array: ArrayPath = "data",
+    layout: ArrayLayout = ArrayLayout(),  # noqa: B008 - an immutable pydantic default, shown in the UI
+    execution: Execution = Execution(),  # noqa: B008
+    storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
+    results_url: StoreURL | None = None,
+) -> dict[str, Any]:
+    """Land ``source`` in the Zarr array ``array`` at ``destination``.
+
+    Args:
+        source: Where the data comes from (kind: npy, npz, parquet, zarr or synthetic).
+        destination: Store URL of the Zarr hierarchy (a local path, file://, s3://, gs://, az://).
+        array: Path of the array in the store; with a path, the store root becomes a group and its
+            metadata is consolidated at the end. Parquet with layout 'columns' makes this a group.
+        layout: Chunks, dtype, format and compression of the array.
+        execution: Batching, concurrency, retries and task runner.
+        storage_options: Non-secret options of the destination store (endpoint_url, region, ...).
+        results_url: Where finished batches are recorded; default: inside the array (.zarrcore/results).
+    """
+    targets = prepare_targets(source, destination, array, layout, storage_options)
+    write_targets(targets, execution, results_url=results_url, key="ingest")
+    return finish_targets(targets, destination, storage_options, key="ingest")

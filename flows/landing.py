@@ -1,0 +1,127 @@
+"""The steps of landing a source in Zarr, shared by the ``ingest`` and ``copy`` flows.
+
+1. :func:`prepare_targets` opens the source and validates the layout of every target array, then
+   creates them (create-only metadata, before any chunk); bad parameters fail before any write.
+2. :func:`write_targets` maps ``write_chunk_batch`` over the chunk batches of every target.
+3. :func:`finish_targets` writes the completion manifests and consolidated metadata, publishes the
+   summary artifact, and raises if any batch failed, so the run can be retried.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prefect import get_run_logger
+from prefect.artifacts import create_table_artifact
+
+import zarrcore
+from flows.batchrun import BatchOutcome, run_batches
+from flows.ledger import ledger_for, write_manifest
+from flows.params import ArrayLayout, Execution
+from flows.sources import SourceSpec
+from flows.targets import TargetRef, create_target, plan_batches, target_arguments
+from flows.tasks import BatchJob, configure, write_chunk_batch
+
+__all__ = ["Target", "BatchesFailed", "prepare_targets", "write_targets", "finish_targets"]
+
+
+class BatchesFailed(RuntimeError):
+    """Some chunk batches failed after their retries; retrying the flow run redoes only those."""
+
+
+@dataclass
+class Target:
+    """A created target array, the source feeding it, and, once written, how its batches ended."""
+
+    ref: TargetRef
+    source: SourceSpec
+    itemsize: int
+    outcomes: list[BatchOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[BatchOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    def counts(self) -> dict[str, Any]:
+        """Chunks written, skipped (finished by an earlier run) and failed; bytes and throughput."""
+        written = sum(o.job.batch.size for o in self.outcomes if o.ok and not o.cached)
+        skipped = sum(o.job.batch.size for o in self.outcomes if o.cached)
+        failed = sum(o.job.batch.size for o in self.outcomes if not o.ok)
+        fresh = [o.result for o in self.outcomes if o.ok and not o.cached]
+        stored = sum(r[1] for res in fresh for r in res["chunks"])  # type: ignore[index]
+        raw = sum(res["raw"] for res in fresh)  # type: ignore[index]
+        return {
+            "array": self.ref.identity,
+            "batches": len(self.outcomes),
+            "batches_cached": sum(o.cached for o in self.outcomes),
+            "batches_failed": len(self.failed),
+            "chunks_written": written,
+            "chunks_skipped": skipped,
+            "chunks_failed": failed,
+            "bytes_written": stored,
+            "bytes_read": raw,
+            "mb_per_s": round(raw / 1e6 / self.seconds, 2) if self.seconds > 0 else 0.0,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def prepare_targets(
+    source: SourceSpec, destination: str, array: str, layout: ArrayLayout, storage_options: dict[str, Any]
+) -> list[Target]:
+    """Validate everything, then create the target arrays (create-only metadata writes)."""
+    logger = get_run_logger()
+    planned = []
+    for path, spec in source.targets(array):
+        reader = spec.open()
+        planned.append((path, spec, target_arguments(layout, reader)))
+    targets = []
+    for path, spec, args in planned:
+        ref = create_target(destination, path, args, overwrite=layout.overwrite, storage_options=storage_options)
+        logger.info("target %s: shape %s, chunks %s, %s", ref.identity, ref.shape, ref.chunks, args["dtype"])
+        targets.append(Target(ref, spec, np.dtype(args["dtype"]).itemsize))
+    return targets
+
+
+def write_targets(targets: list[Target], execution: Execution, *, results_url: str | None, key: str) -> None:
+    """Write every target's chunk batches (finished batches are cache hits) and record the outcomes."""
+    groups = []
+    for t in targets:
+        task_ = configure(write_chunk_batch, execution, result_storage=ledger_for(t.ref, results_url))
+        jobs = [BatchJob(target=t.ref, source=t.source, batch=b) for b in plan_batches(t.ref, t.itemsize, execution)]
+        groups.append((task_, jobs))
+    t0 = time.monotonic()
+    outcomes = run_batches(groups, execution, key=f"{key}-progress", what=f"{key}: chunk batches written")
+    for t, group in zip(targets, outcomes, strict=True):
+        t.outcomes = group
+        t.seconds = time.monotonic() - t0
+
+
+def finish_targets(targets: list[Target], destination: str, storage_options: dict[str, Any], *, key: str) -> dict:
+    """Manifests and consolidated metadata for finished targets, the summary artifact; raise on failures."""
+    logger = get_run_logger()
+    rows = [t.counts() for t in targets]
+    create_table_artifact(rows, key=f"{key}-summary", description=f"{key}: chunks written, skipped and failed")
+    for row in rows:
+        logger.info(
+            "%s: %d chunks written, %d skipped (already done), %d failed; %d bytes in %.2f s",
+            row["array"], row["chunks_written"], row["chunks_skipped"], row["chunks_failed"],
+            row["bytes_written"], row["seconds"],
+        )  # fmt: skip
+    failed = [(t, o) for t in targets for o in t.failed]
+    if failed:
+        lines = [f"{t.ref.identity} chunks {o.job.batch.start}-{o.job.batch.stop}: {o.error}" for t, o in failed[:10]]
+        total = sum(len(t.outcomes) for t in targets)
+        raise BatchesFailed(
+            f"{len(failed)} of {total} chunk batches failed; retry the flow run to redo only those:\n  "
+            + "\n  ".join(lines)
+        )
+    for t in targets:
+        write_manifest(t.ref, [rec for o in t.outcomes for rec in o.result["chunks"]])  # type: ignore[index]
+    if any(t.ref.path for t in targets):
+        zarrcore.consolidate_metadata(destination, storage_options=storage_options)
+        logger.info("consolidated metadata written at %s", destination)
+    return {"targets": rows}

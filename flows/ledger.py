@@ -1,0 +1,148 @@
+"""Where finished work is recorded: a Prefect result storage over any zarrcore store, and the
+completion manifest.
+
+* **The ledger.** Batch task results (per chunk: key, stored bytes, SHA-256 of the encoded chunk) are
+  Prefect persisted results, kept by :class:`ZarrcoreResultStorage` under ``<array>/.zarrcore/results/``
+  in the destination store itself by default. Every worker that can write the array can read the
+  ledger, nothing needs configuring, and the ledger is deleted with the array (``overwrite``), so it
+  never vouches for chunks that are gone.
+* **The manifest.** ``<array>/.zarrcore/manifest.json`` maps every chunk key to its content hash (or
+  ``null`` for a chunk that holds only the fill value and is not stored). It is written once every
+  batch has finished; ``verify`` checks the stored chunks against it. Keys under ``.zarrcore/`` are
+  never chunk keys in either Zarr format, so zarr-python and other readers ignore them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from prefect.filesystems import WritableFileSystem
+from pydantic import Field
+
+import zarrcore
+from flows.targets import LEDGER_DIR, TargetRef
+from zarrcore.errors import NotFound
+from zarrcore.metadata import json_loads
+from zarrcore.storage.base import Store, join_key
+
+__all__ = ["ZarrcoreResultStorage", "ledger_for", "Manifest", "write_manifest", "read_manifest", "MANIFEST"]
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "zarrcore-manifest/1"
+
+#: One chunk's record: ``[key, stored bytes, sha256 hex]``; bytes 0 and hash ``None`` when not stored.
+ChunkRecord = list[Any]
+
+
+@functools.lru_cache(maxsize=32)
+def _store(url: str, options: str) -> Store:
+    return zarrcore.open_store(url, **json.loads(options))
+
+
+class ZarrcoreResultStorage(WritableFileSystem):
+    """Prefect result storage on any zarrcore store (local path, s3://, gs://, az://, memory://).
+
+    Each result is one object written with one atomic PUT, so a crash never leaves a torn record.
+    """
+
+    _block_type_name = "Zarrcore Result Storage"
+    _block_type_slug = "zarrcore-result-storage"
+    _description = "Prefect results kept as objects in any zarrcore store (the flows' idempotency ledger)."
+
+    url: str = Field(description="Store URL (a path, file://, s3://, gs://, az://, memory://).")
+    prefix: str = Field("", description="Key prefix of the results inside the store.")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="Non-secret store options.")
+
+    def _key(self, path: str) -> str:
+        return join_key(self.prefix, path)
+
+    def _open(self) -> Store:
+        return _store(self.url, json.dumps(self.storage_options, sort_keys=True))
+
+    def read_path(self, path: str, **_: Any) -> bytes:
+        """The stored bytes; a missing record raises ``ValueError`` (as Prefect's local storage does)."""
+        try:
+            return self._open().get(self._key(path))
+        except NotFound:
+            raise ValueError(f"no result at {self._key(path)!r} in {self.url}") from None
+
+    def write_path(self, path: str, content: bytes, **_: Any) -> str:
+        self._open().put(self._key(path), content)
+        return path
+
+    async def aread_path(self, path: str) -> bytes:
+        return await anyio.to_thread.run_sync(self.read_path, path)
+
+    async def awrite_path(self, path: str, content: bytes) -> str:
+        return await anyio.to_thread.run_sync(self.write_path, path, content)
+
+
+def ledger_for(target: TargetRef, results_url: str | None = None) -> ZarrcoreResultStorage:
+    """The saved result storage for a target: inside the array, or under ``results_url`` if given.
+
+    Prefect needs result storage saved as a block so that any process can resolve it; the block's
+    name is derived from its location, so every run for the same array shares one block.
+    """
+    if results_url:
+        prefix = hashlib.sha256(target.identity.encode()).hexdigest()[:32]
+        storage = ZarrcoreResultStorage(url=results_url, prefix=prefix)
+    else:
+        storage = ZarrcoreResultStorage(
+            url=target.url, prefix=join_key(target.path, LEDGER_DIR, "results"), storage_options=target.storage_options
+        )
+    name = "zarrcore-results-" + hashlib.sha256(f"{storage.url}|{storage.prefix}".encode()).hexdigest()[:20]
+    storage.save(name, overwrite=True)
+    return storage
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Chunk key -> ``(stored bytes, sha256)``, or ``None`` for a chunk not stored (fill value only)."""
+
+    array: str
+    fingerprint: str
+    incarnation: str
+    chunks: dict[str, tuple[int, str] | None]
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(c[0] for c in self.chunks.values() if c is not None)
+
+
+def _manifest_key(path: str) -> str:
+    return join_key(path, LEDGER_DIR, MANIFEST)
+
+
+def write_manifest(target: TargetRef, records: list[ChunkRecord]) -> Manifest:
+    """Write the completion manifest of a finished target (one atomic PUT)."""
+    chunks = {key: (int(nbytes), sha) if sha else None for key, nbytes, sha in sorted(records)}
+    manifest = Manifest(target.identity, target.fingerprint, target.incarnation, chunks)
+    doc = {
+        "format": MANIFEST_FORMAT,
+        "array": manifest.array,
+        "metadata_fingerprint": manifest.fingerprint,
+        "incarnation": manifest.incarnation,
+        "hash": "sha256 of the stored (encoded) chunk bytes",
+        "chunks": {k: (list(v) if v else None) for k, v in chunks.items()},
+    }
+    store = _store(target.url, json.dumps(target.storage_options, sort_keys=True))
+    store.put(_manifest_key(target.path), json.dumps(doc, separators=(",", ":")).encode())
+    return manifest
+
+
+def read_manifest(store: Store, path: str) -> Manifest | None:
+    """The manifest of the array at ``path``, or ``None`` if none was written."""
+    key = _manifest_key(path)
+    try:
+        doc = json_loads(store.get(key), key)
+    except NotFound:
+        return None
+    if doc.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{key}: unknown manifest format {doc.get('format')!r}")
+    chunks = {k: (int(v[0]), str(v[1])) if v else None for k, v in doc["chunks"].items()}
+    return Manifest(doc["array"], doc["metadata_fingerprint"], doc.get("incarnation", ""), chunks)

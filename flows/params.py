@@ -1,0 +1,167 @@
+"""Flow parameter models shared by ingest, verify and copy.
+
+Every field carries a description so the Prefect UI renders a clear form; validation runs before a
+flow does any I/O, so bad parameters never leave anything written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from zarrcore.errors import InvalidKey
+from zarrcore.storage.base import validate_key
+from zarrcore.storage.registry import registered_schemes
+
+__all__ = [
+    "ArrayLayout",
+    "Execution",
+    "StorageOptions",
+    "StoreURL",
+    "ArrayPath",
+    "MiB",
+]
+
+MiB = 1024 * 1024
+
+_SECRET = re.compile(r"secret|password|token|credential|sas|account_key|connection_string|private", re.I)
+
+
+def _check_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("a store URL or path is required")
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if len(scheme) > 1 and scheme not in registered_schemes():
+            raise ValueError(f"unknown URL scheme {scheme!r}; known: {', '.join(registered_schemes())}")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError("URLs must not carry credentials; use the storage SDK's credential chain")
+    return value
+
+
+def _check_path(value: str) -> str:
+    value = value.strip().strip("/")
+    if value:
+        try:
+            validate_key(value)
+        except InvalidKey as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _check_options(value: dict[str, Any]) -> dict[str, Any]:
+    secret = sorted(k for k in value if _SECRET.search(k))
+    if secret:
+        raise ValueError(
+            f"storage options {secret} look like credentials; flow parameters are stored in the Prefect "
+            "database in plain text, so credentials must come from the environment or the SDK's own chain"
+        )
+    return value
+
+
+StoreURL = Annotated[
+    str,
+    AfterValidator(_check_url),
+    Field(description="Store URL: a local path, file://, s3://bucket/prefix, gs://bucket/prefix or az://container."),
+]
+ArrayPath = Annotated[
+    str,
+    AfterValidator(_check_path),
+    Field(description="Path of the array inside the store ('' puts the array at the store root)."),
+]
+StorageOptions = Annotated[
+    dict[str, Any],
+    AfterValidator(_check_options),
+    Field(
+        description="Non-secret store options (endpoint_url, region, ...). Credentials come from the SDK's chain.",
+    ),
+]
+
+Compression = Literal["zstd", "gzip", "blosc-zstd", "blosc-lz4", "none"]
+
+
+class ArrayLayout(BaseModel):
+    """How the target array is laid out. Unset fields come from a Zarr source, else from the defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chunks: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
+        None,
+        description="Chunk shape, one entry per dimension. Default: a Zarr source's chunks, else chunks of about "
+        "chunk_bytes.",
+    )
+    chunk_bytes: int = Field(
+        4 * MiB, ge=1024, le=1024 * MiB, description="Target uncompressed chunk size when chunks are not given."
+    )
+    dtype: str | None = Field(None, description="Stored data type (e.g. float32); default: the source's.")
+    zarr_format: Literal[2, 3] | None = Field(None, description="Zarr format 2 or 3; default: a Zarr source's, else 3.")
+    compression: Compression | None = Field(
+        None, description="Compressor; default: a Zarr source's codecs, else zstd."
+    )
+    compression_level: int | None = Field(
+        None, ge=-7, le=22, description="Compression level (zstd -7..22, gzip/blosc 0..9); default: the codec's."
+    )
+    fill_value: float | int | bool | str | None = Field(
+        None, description="Fill value of chunks never written ('NaN' allowed); default: the source's, else 0."
+    )
+    attributes: dict[str, Any] | None = Field(None, description="Array attributes (JSON object).")
+    dimension_names: tuple[str, ...] | None = Field(None, description="Dimension names (Zarr v3).")
+    overwrite: bool = Field(
+        False,
+        description="Delete whatever is at the target first. Off by default: an existing array with identical "
+        "metadata is resumed, a different one is an error.",
+    )
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, value: str | None) -> str | None:
+        if value is not None:
+            import numpy as np
+
+            try:
+                np.dtype(value)
+            except TypeError:
+                raise ValueError(f"unknown dtype {value!r}") from None
+        return value
+
+
+class Execution(BaseModel):
+    """How the work runs: batching, concurrency, retries and the task runner."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads", description="'threads': a bounded thread pool in the flow's process; 'dask': a Dask cluster."
+    )
+    max_workers: int = Field(4, ge=1, le=256, description="Chunk batches processed at once (threads or Dask threads).")
+    batch_bytes: int = Field(
+        64 * MiB,
+        ge=1,
+        le=16 * 1024 * MiB,
+        description="Target uncompressed bytes per task run; each task writes whole chunks up to this size.",
+    )
+    max_chunks_per_batch: int = Field(
+        256, ge=1, le=100_000, description="Upper bound of chunks per task run (Prefect costs ~7 ms per task run)."
+    )
+    retries: int = Field(4, ge=0, le=20, description="Task retries for transient store errors (throttling, 5xx).")
+    retry_delay_seconds: float = Field(
+        1.0, ge=0, le=600, description="First retry delay; doubles each retry, with jitter."
+    )
+    timeout_seconds: float | None = Field(
+        900, gt=0, le=86_400, description="Time limit of one batch task run (a timeout is retried)."
+    )
+    refresh: bool = Field(
+        False, description="Rewrite every batch even if a previous run finished it (ignores the ledger)."
+    )
+    dask_address: str | None = Field(
+        None, description="Address of a running Dask scheduler; default: a local cluster started for the run."
+    )
+
+    @model_validator(mode="after")
+    def _dask_only(self) -> Execution:
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError("dask_address is set but task_runner is not 'dask'")
+        return self

@@ -1,0 +1,207 @@
+"""The batch tasks and their policy: retries for transient errors only, caching as idempotency.
+
+``write_chunk_batch`` writes a run of consecutive chunks and returns a tiny result (per chunk: key,
+stored bytes, SHA-256 of the encoded bytes). Its cache key is independent of the flow run: the array's
+identity and incarnation, its metadata fingerprint, the batch's chunk range and a fingerprint of the
+source data for those chunks. With results persisted to the ledger (:mod:`flows.ledger`), a rerun
+finds every finished batch there and Prefect marks it ``Cached`` without running it; a batch whose
+source data changed gets a new key and is rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
+from prefect.states import State
+from prefect.tasks import Task, exponential_backoff
+from pydantic import BaseModel, ConfigDict
+
+from flows.params import Execution
+from flows.sources import SourceSpec
+from flows.targets import ChunkBatch, TargetRef
+from zarrcore.errors import ChunkError
+from zarrcore.retry import is_retryable
+
+__all__ = [
+    "BatchJob",
+    "VerifyJob",
+    "BatchCachePolicy",
+    "retry_if_transient",
+    "write_chunk_batch",
+    "verify_chunk_batch",
+    "configure",
+    "CACHE_VERSION",
+]
+
+#: Bumped when the meaning of a batch result changes, so old ledger entries stop matching.
+CACHE_VERSION = "zarrcore-batch/1"
+
+
+class BatchJob(BaseModel):
+    """One write task's input: where to write, what to read, which chunks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: TargetRef
+    source: SourceSpec
+    batch: ChunkBatch
+
+    def cache_key(self) -> str:
+        """Array identity + incarnation + metadata fingerprint + chunk range + source fingerprint."""
+        reader = self.source.open()
+        forget = getattr(reader, "forget", None)
+        if forget is not None:
+            forget()
+        t = self.target
+        h = hashlib.sha256(
+            json.dumps([CACHE_VERSION, t.identity, t.incarnation, t.fingerprint, self.batch.start, self.batch.stop])
+            .encode()
+        )  # fmt: skip
+        for index in self.batch.indices(t.grid.grid_shape):
+            h.update(reader.fingerprint(t.region(index)).encode())
+        return h.hexdigest()
+
+
+@dataclass
+class BatchCachePolicy(CachePolicy):
+    """Cache key of a :class:`BatchJob` (the task's ``job`` argument); the same in every flow run."""
+
+    def compute_key(
+        self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> str | None:
+        job = inputs.get("job")
+        return job.cache_key() if isinstance(job, BatchJob) else None
+
+
+def _exception(state: State[Any]) -> BaseException | None:
+    data = state.data
+    if isinstance(data, BaseException):
+        return data
+    try:
+        value = state.result(raise_on_failure=False)
+    except BaseException as exc:  # reading the result may itself raise the error
+        return exc
+    return value if isinstance(value, BaseException) else None
+
+
+def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only what may pass on its own: throttling, 5xx, resets and timeouts (never AccessDenied)."""
+    exc = _exception(state)
+    if exc is None:
+        return False
+    if isinstance(exc, ChunkError):
+        exc = exc.cause
+    return is_retryable(exc) or isinstance(exc, TimeoutError)
+
+
+def _sha256(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@task(
+    name="write-chunk-batch",
+    task_run_name="write chunks {job.batch.start}-{job.batch.stop}",
+    retries=4,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=BatchCachePolicy(),
+    persist_result=True,
+    result_serializer="json",
+    timeout_seconds=900,
+)
+def write_chunk_batch(job: BatchJob) -> dict[str, Any]:
+    """Write the batch's chunks (each one atomic PUT) and return ``{"chunks": [[key, bytes, sha256]], "raw": n}``."""
+    array = job.target.open()
+    reader = job.source.open()
+    records: list[list[Any]] = []
+    raw = 0
+    for index in job.batch.indices(array.grid_shape):
+        key = array.metadata.chunk_key(index)
+        try:
+            data = reader.read(array.chunk_region(index))
+            if data.dtype != array.dtype:
+                data = data.astype(array.dtype)
+            encoded = array.encode_chunk(index, data)
+            array.write_chunk_bytes(index, encoded)
+        except ChunkError:
+            raise
+        except Exception as exc:
+            raise ChunkError(index, exc, key=array.chunk_key(index)) from exc
+        raw += data.nbytes
+        records.append([key, 0, None] if encoded is None else [key, memoryview(encoded).nbytes, _sha256(encoded)])
+    return {"chunks": records, "raw": raw}
+
+
+class VerifyJob(BaseModel):
+    """One verify task's input: the chunks to check and their recorded hashes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: TargetRef
+    batch: ChunkBatch
+    expected: dict[str, tuple[int, str] | None]
+    source: SourceSpec | None = None
+
+
+@task(
+    name="verify-chunk-batch",
+    task_run_name="verify chunks {job.batch.start}-{job.batch.stop}",
+    retries=4,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+    timeout_seconds=900,
+)
+def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
+    """Read the batch's chunks back and compare them with the manifest (and the source, if given).
+
+    Returns ``{"checked": n, "bytes": b, "mismatches": [[key, problem], ...]}``.
+    """
+    import zarrcore
+
+    array = zarrcore.open_array(job.target.url, path=job.target.path, storage_options=job.target.storage_options)
+    reader = job.source.open() if job.source is not None else None
+    mismatches: list[list[str]] = []
+    nbytes = 0
+    for index in job.batch.indices(array.grid_shape):
+        key = array.metadata.chunk_key(index)
+        stored = array.read_chunk_bytes(index)
+        expected = job.expected.get(key, "absent")
+        nbytes += len(stored or b"")
+        if expected == "absent":
+            mismatches.append([key, "not in the manifest"])
+        elif stored is None and expected is not None:
+            mismatches.append([key, "missing: the manifest records a stored chunk"])
+        elif stored is not None and expected is None:
+            mismatches.append([key, "unexpected: the manifest records a fill-value chunk (not stored)"])
+        elif stored is not None and expected is not None and _sha256(stored) != expected[1]:
+            mismatches.append([key, f"content hash {_sha256(stored)[:12]} != recorded {expected[1][:12]}"])
+        elif reader is not None:
+            region = array.chunk_region(index)
+            want = np.asarray(reader.read(region)).astype(array.dtype, copy=False)
+            got = array.read_chunk(index) if stored is None else array.decode_chunk(index, stored)[
+                tuple(slice(0, s.stop - s.start) for s in region)]  # fmt: skip
+            if not np.array_equal(got, want, equal_nan=array.dtype.kind in "fc"):
+                mismatches.append([key, "data differs from the source"])
+    return {"checked": job.batch.size, "bytes": nbytes, "mismatches": mismatches}
+
+
+def configure(task_: Task[..., Any], execution: Execution, **options: Any) -> Task[..., Any]:
+    """The task with the run's retry, timeout and refresh settings (and any other ``options``)."""
+    return task_.with_options(
+        retries=execution.retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=execution.retry_delay_seconds),
+        timeout_seconds=execution.timeout_seconds,
+        refresh_cache=execution.refresh or None,
+        **options,
+    )
