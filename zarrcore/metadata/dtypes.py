@@ -107,7 +107,11 @@ def _float_from_json(v: Any, dt: np.dtype, field: str) -> Any:
         raise MetadataError(f"{field}: {v!r} is not a number, 'NaN', 'Infinity', '-Infinity' or a hex bit pattern")
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise MetadataError(f"{field}: {v!r} is not a valid fill value for {dt}")
-    return dt.type(v)
+    with np.errstate(over="ignore"):
+        out = dt.type(v)
+    if not np.isfinite(out):
+        raise MetadataError(f"{field}: {v!r} is out of range for {dt}")
+    return out
 
 
 def decode_fill_value(value: Any, dt: np.dtype, zarr_format: int, field: str = "fill_value") -> Any:
@@ -141,7 +145,7 @@ def decode_fill_value(value: Any, dt: np.dtype, zarr_format: int, field: str = "
             return dt.type(complex(float(re), float(im)))
         if kind in "Mm":
             if isinstance(value, str) and value == "NaT":
-                return dt.type("NaT")
+                return np.array("NaT", dtype=dt)[()]
             if isinstance(value, bool) or not isinstance(value, int):
                 raise MetadataError(f"{field}: {value!r} is not an integer for {dt}")
             return np.array(value, dtype="i8").view(dt)[()]
@@ -184,6 +188,8 @@ def normalize_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
             raise MetadataError(f"fill_value {value!r} does not fit {dt}: {exc}") from None
         if dt.kind in "iu" and ((arr.dtype.kind in "fc" and not np.isfinite(arr)) or out != arr):
             raise MetadataError(f"fill_value {value!r} does not fit {dt}")
+        if dt.kind in "fc" and arr.dtype.kind in "iufc" and np.isfinite(arr) and not np.isfinite(out):
+            raise MetadataError(f"fill_value {value!r} is out of range for {dt}")
         return out[()]
     if isinstance(value, str | list):
         return decode_fill_value(value, dt, zarr_format)
