@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,23 @@ from zarrcore.storage.base import (
 
 __all__ = ["LocalStore"]
 
+
+def _read_all(path: str) -> bytes:
+    """A whole file in one read when its size is known (``f.read()`` reads once more to find EOF)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size) if size else b""
+        if len(data) < size:  # short read (the file shrank, or a huge object): fall back to a loop
+            parts = [data]
+            while chunk := os.read(fd, 1 << 24):
+                parts.append(chunk)
+            data = b"".join(parts)
+        return data
+    finally:
+        os.close(fd)
+
+
 #: Temporary files carry this prefix; listings skip them.
 TMP_PREFIX = ".zarrcore-tmp-"
 
@@ -35,6 +53,7 @@ class LocalStore(Store):
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False, read_only: bool = False) -> None:
         self.root = Path(root).expanduser().absolute()
+        self._root = str(self.root)
         self.fsync = fsync
         self.read_only = read_only
 
@@ -52,8 +71,9 @@ class LocalStore(Store):
     def url(self) -> str:
         return self.root.as_uri()
 
-    def _path(self, key: str) -> Path:
-        return self.root.joinpath(*validate_key(key).split("/"))
+    def _path(self, key: str) -> str:
+        # Plain strings: pathlib costs more than a small object's I/O.
+        return os.path.join(self._root, *validate_key(key).split("/"))
 
     def _error(self, exc: OSError, key: str) -> StoreError:
         if isinstance(exc, PermissionError):
@@ -63,9 +83,9 @@ class LocalStore(Store):
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
         path = self._path(key)
         try:
+            if byte_range is None:
+                return _read_all(path)
             with open(path, "rb") as f:
-                if byte_range is None:
-                    return f.read()
                 if isinstance(byte_range, RangeRequest):
                     f.seek(byte_range.start)
                     return f.read(max(0, byte_range.end - byte_range.start))
@@ -83,17 +103,23 @@ class LocalStore(Store):
             raise self._error(exc, key) from exc
 
     @contextlib.contextmanager
-    def _atomic_write(self, path: Path) -> Iterator[tuple[int, str]]:
-        """Yield ``(fd, temp_path)`` of a temp file beside ``path``; the caller publishes it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    def _atomic_write(self, path: str) -> Iterator[tuple[int, str]]:
+        """Yield ``(fd, temp_path)`` of a temp file beside ``path``; the caller publishes it (renames
+        it away); whatever is left of it afterwards is removed."""
+        folder = os.path.dirname(path)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+        except FileNotFoundError:  # the folder is made on first use only: one syscall less per put
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
         try:
             yield fd, tmp
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if os.path.lexists(tmp):  # still there after an error, or after link() in create mode
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def _writable(self, key: str) -> None:
         if self.read_only:
@@ -161,16 +187,27 @@ class LocalStore(Store):
                 for entry in it:
                     if entry.name.startswith(TMP_PREFIX):
                         continue
-                    (dirs if entry.is_dir() else keys).append(entry.name)
+                    if not entry.is_dir():
+                        keys.append(entry.name)
+                    elif self._holds_keys(entry.path):  # like an object store: no keys, no prefix
+                        dirs.append(entry.name)
         except (FileNotFoundError, NotADirectoryError):
             pass
         return sorted(keys), sorted(dirs)
 
+    @staticmethod
+    def _holds_keys(folder: str) -> bool:
+        """Whether a folder holds a key anywhere below it (folders emptied by deletes do not)."""
+        return any(not name.startswith(TMP_PREFIX) for _, _, names in os.walk(folder) for name in names)
+
     def size(self, key: str) -> int:
         try:
-            return os.stat(self._path(key)).st_size
+            st = os.stat(self._path(key))
         except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url) from None
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):  # a folder is not an object
+            raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url)
+        return st.st_size
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._path(key))
