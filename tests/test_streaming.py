@@ -600,3 +600,104 @@ def test_read_stream_resumes_with_a_checkpoint_filter(local: LocalStore, tmp_pat
     rest = [i for i, _ in arr2.stream_chunks(filter=lambda i: i not in resumed.completed)]
     assert len(resumed.completed) == 10 and chunk_gets(store) == len(rest) == arr.nchunks - 10
     assert set(rest) | resumed.completed == set(arr.chunk_indices())
+
+
+# -------------------------------------------------------------------------- S3 through a fault proxy
+
+S3_FAULTS = {"503": 0.08, "reset": 0.05, "stall": 0.05}
+S3_RETRY = RetryPolicy(attempts=6, base_delay=0.005, max_delay=0.05, deadline=30)
+
+
+def s3_through_proxy(
+    s3_server: Any, fault_proxy: Any, bucket: str, *, read_timeout: float = 0.3, retry: RetryPolicy = S3_RETRY,
+    **proxy: Any,
+) -> tuple[Store, Any]:
+    """An S3Store on ``bucket/root`` whose requests pass through a fault proxy."""
+    proxy_ = fault_proxy(s3_server.endpoint_url, **proxy)
+    store = s3_server.store(bucket, "root", endpoint_url=proxy_.url, read_timeout=read_timeout,
+                            connect_timeout=2, retry=retry)  # fmt: skip
+    return store, proxy_
+
+
+def test_s3_streams_stay_bounded_and_byte_identical_under_faults(
+    s3_server: Any, s3_bucket: str, fault_proxy: Any, tmp_path: Path
+) -> None:
+    reference, data = make_array(LocalStore(tmp_path / "reference"))
+    store, proxy = s3_through_proxy(s3_server, fault_proxy, s3_bucket, faults=S3_FAULTS, seed=7,
+                                    stall_seconds=1.0, max_consecutive=3)  # fmt: skip
+    counted = InstrumentedStore(store)
+    arr = zarrcore.create(counted, shape=data.shape, chunks=(8, 8), dtype="float32")
+    summary = arr.write_stream(((i, data[arr.chunk_region(i)]) for i in arr.chunk_indices()), concurrency=6)
+    assert summary.written == arr.nchunks and summary.ok
+    assert counted.max_in_flight["put"] <= 6
+    direct = s3_server.store(s3_bucket, "root")
+    assert stored_objects(direct) == stored_objects(reference.store)
+
+    out = np.empty_like(data)
+    order = []
+    for index, chunk in arr.stream_chunks(concurrency=6, ordered=True, timeout=30):
+        out[arr.chunk_region(index)] = chunk
+        order.append(index)
+    assert order == list(arr.chunk_indices())
+    np.testing.assert_array_equal(out, data)
+    assert counted.max_in_flight["get"] <= 6
+    assert proxy.injected > 0 and {"503", "reset", "stall"} <= set(proxy.faults)
+
+
+def test_s3_write_interrupted_then_resumed_with_a_checkpoint_in_s3(
+    s3_server: Any, s3_bucket: str, fault_proxy: Any, tmp_path: Path
+) -> None:
+    reference, data = make_array(LocalStore(tmp_path / "reference"))
+    store, _ = s3_through_proxy(s3_server, fault_proxy, s3_bucket, faults={"503": 0.1, "reset": 0.05}, seed=3)
+    arr = zarrcore.create(store, shape=data.shape, chunks=(8, 8), dtype="float32")
+    checkpoint = zarrcore.Checkpoint(s3_server.store(s3_bucket, "jobs"), "ingest.json", flush_every=8)
+    concurrency = 4
+
+    def interrupted() -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+        for n, index in enumerate(arr.chunk_indices()):
+            if n == 30:
+                raise RuntimeError("source went away")
+            yield index, data[arr.chunk_region(index)]
+
+    with pytest.raises(RuntimeError, match="source went away"):
+        arr.write_stream(interrupted(), concurrency=concurrency, checkpoint=checkpoint)
+    direct = s3_server.store(s3_bucket, "root")
+    first_run = {i for i in arr.chunk_indices() if direct.exists(arr.chunk_key(i))}
+
+    resumed = zarrcore.Checkpoint(s3_server.store(s3_bucket, "jobs"), "ingest.json")
+    assert resumed.completed == first_run
+    rewrites = count_chunk_writes(
+        lambda: arr.write_stream(
+            ((i, data[arr.chunk_region(i)]) for i in arr.chunk_indices() if i not in resumed.completed),
+            checkpoint=resumed,
+            concurrency=concurrency,
+        )
+    )
+    assert len(set(rewrites) & first_run) <= concurrency
+    assert stored_objects(direct) == stored_objects(reference.store)
+
+
+def test_s3_stalled_requests_time_out_in_the_stream_or_in_the_store(
+    s3_server: Any, s3_bucket: str, fault_proxy: Any, tmp_path: Path
+) -> None:
+    source, data = make_array(s3_server.store(s3_bucket, "root"))
+    # The store would wait 5 s and not retry: only the stream's own timeout ends a stall.
+    store, proxy = s3_through_proxy(s3_server, fault_proxy, s3_bucket, read_timeout=5.0, retry=RetryPolicy(attempts=1),
+                                    faults={"stall": 0.15}, seed=11, stall_seconds=3.0)  # fmt: skip
+    arr = zarrcore.Array(store, "", source.metadata)
+    failed: dict[tuple[int, ...], BaseException] = {}
+    got = dict(arr.stream_chunks(concurrency=4, timeout=0.5, on_error=lambda i, e: failed.setdefault(i, e)))
+    stalled = {p.path for p in proxy.seen if p.fault == "stall"}
+    assert failed and {f"/{s3_bucket}/root/{arr.chunk_key(i)}" for i in failed} == stalled
+    assert all(isinstance(e.cause, TimeoutError) for e in failed.values())
+    assert set(got) | set(failed) == set(arr.chunk_indices())
+    for index, chunk in got.items():
+        np.testing.assert_array_equal(chunk, data[arr.chunk_region(index)])
+
+    # With a store read timeout below the stall and retries, the store recovers on its own.
+    store, proxy = s3_through_proxy(s3_server, fault_proxy, s3_bucket, read_timeout=0.3,
+                                    faults={"stall": 0.15}, seed=11, stall_seconds=3.0)  # fmt: skip
+    arr = zarrcore.Array(store, "", source.metadata)
+    stream = arr.stream_chunks(concurrency=4, timeout=30)
+    assert len(dict(stream)) == arr.nchunks and stream.summary.failed == []
+    assert proxy.faults["stall"] > 0
