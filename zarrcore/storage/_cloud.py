@@ -288,7 +288,7 @@ class CloudStore(Store):
 
     def _error(self, op: str, key: str | None, exc: Exception) -> StoreError:
         cls, reason = self._classify(exc)
-        where = f"key {key!r} in {self.url}" if key is not None else self.url
+        where = f"{'prefix' if op == 'list' else 'key'} {key!r} in {self.url}" if key is not None else self.url
         if cls is NotFound:
             summary = f"no object at {where}"
         elif issubclass(cls, AlreadyExists):
