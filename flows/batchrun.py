@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,10 @@ from prefect.tasks import Task
 from flows.params import Execution
 from flows.runners import task_runner_for
 
-__all__ = ["BatchOutcome", "run_batches"]
+__all__ = ["BatchOutcome", "run_batches", "listeners"]
+
+#: Called in the flow's process as ``listener(what, done, total)`` when batches finish (the CLI's progress bar).
+listeners: list[Callable[[str, int, int], None]] = []
 
 
 @dataclass
@@ -43,9 +46,15 @@ class _Progress:
         self.what = what
         self._step = max(1, self.total // 50)
         self._id = create_progress_artifact(0.0, key=key, description=f"{what}: 0 of {total} batches")
+        self._tell()
+
+    def _tell(self) -> None:
+        for listener in list(listeners):
+            listener(self.what, self.done, self.total)
 
     def advance(self) -> None:
         self.done += 1
+        self._tell()
         if self.done % self._step == 0 or self.done == self.total:
             description = f"{self.what}: {self.done} of {self.total} batches"
             update_progress_artifact(self._id, 100.0 * self.done / self.total, description=description)

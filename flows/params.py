@@ -151,7 +151,11 @@ class Execution(BaseModel):
         1.0, ge=0, le=600, description="First retry delay; doubles each retry, with jitter."
     )
     timeout_seconds: float | None = Field(
-        900, gt=0, le=86_400, description="Time limit of one batch task run (a timeout is retried)."
+        None,
+        gt=0,
+        le=86_400,
+        description="Time limit of one batch task run (a timeout is retried). Threads cannot be interrupted, so "
+        "it applies once a blocking call returns; stores bound each request with their own timeouts.",
     )
     refresh: bool = Field(
         False, description="Rewrite every batch even if a previous run finished it (ignores the ledger)."

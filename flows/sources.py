@@ -434,7 +434,7 @@ class SyntheticSource(_SourceModel):
     dtype: str = Field("float32", description="NumPy dtype name: float32, float64, int16, uint8, bool, ...")
     seed: int = Field(0, ge=0, description="Seed: the same seed always gives the same values.")
     pattern: Literal["smooth", "noise"] = Field(
-        "smooth", description="'smooth': sine waves plus a little noise (compresses well); 'noise': uniform noise."
+        "smooth", description="'smooth': a field of sine waves plus a little noise; 'noise': uniform noise in [0, 1)."
     )
     chunks: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
         None, description="Natural chunk shape, used when the target gives none."

@@ -116,7 +116,6 @@ def _sha256(data: bytes | memoryview) -> str:
     cache_policy=BatchCachePolicy(),
     persist_result=True,
     result_serializer="json",
-    timeout_seconds=900,
 )
 def write_chunk_batch(job: BatchJob) -> dict[str, Any]:
     """Write the batch's chunks (each one atomic PUT) and return ``{"chunks": [[key, bytes, sha256]], "raw": n}``."""
@@ -160,7 +159,6 @@ class VerifyJob(BaseModel):
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
-    timeout_seconds=900,
 )
 def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
     """Read the batch's chunks back and compare them with the manifest (and the source, if given).

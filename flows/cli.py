@@ -1,0 +1,266 @@
+"""``zarrflow``: run the flows from a shell.
+
+    zarrflow ingest SOURCE DESTINATION [--array data] [--chunks 256,256] ...
+    zarrflow verify DESTINATION [--array data] [--source SOURCE]
+    zarrflow copy SOURCE DESTINATION [--array data] [--source-path PATH] [--chunks ...]
+    zarrflow info URL [--path PATH]
+    zarrflow serve [--file deployments/serve.py]
+
+SOURCE is a ``.npy``, ``.npz`` (with ``--key``), ``.parquet``/``.arrow``/``.feather`` file, a Zarr URL,
+``synthetic:SHAPE[:DTYPE[:SEED]]`` (e.g. ``synthetic:4096x4096:float32:7``), or a JSON source object.
+Flows talk to ``PREFECT_API_URL`` when it is set; otherwise Prefect starts its embedded server for the
+run, so nothing has to be started by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import runpy
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "parse_source"]
+
+
+def parse_source(text: str, *, key: str | None = None, columns: str | None = None, table_layout: str = "matrix",
+                 source_path: str = "") -> dict[str, Any]:  # fmt: skip
+    """A source parameter object from the command line's shorthand."""
+    if text.lstrip().startswith("{"):
+        return dict(json.loads(text))
+    if text.startswith("synthetic:"):
+        parts = text.split(":")[1:]
+        spec: dict[str, Any] = {"kind": "synthetic", "shape": [int(n) for n in parts[0].lower().split("x")]}
+        if len(parts) > 1 and parts[1]:
+            spec["dtype"] = parts[1]
+        if len(parts) > 2 and parts[2]:
+            spec["seed"] = int(parts[2])
+        return spec
+    lower = text.lower()
+    if lower.endswith(".npy"):
+        return {"kind": "npy", "path": text}
+    if lower.endswith(".npz"):
+        if not key:
+            raise SystemExit("error: an .npz source needs --key NAME (the array inside the archive)")
+        return {"kind": "npz", "path": text, "key": key}
+    if lower.endswith((".parquet", ".pq", ".arrow", ".feather", ".ipc")):
+        spec = {"kind": "parquet", "path": text, "layout": table_layout}
+        if columns:
+            spec["columns"] = columns.split(",")
+        return spec
+    return {"kind": "zarr", "url": text, "path": source_path}
+
+
+def _ints(text: str | None) -> list[int] | None:
+    return [int(n) for n in text.replace("x", ",").split(",")] if text else None
+
+
+def _options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --option expects NAME=VALUE, got {pair!r}")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def _layout(args: argparse.Namespace) -> dict[str, Any]:
+    fields = {
+        "chunks": _ints(args.chunks), "dtype": args.dtype, "zarr_format": args.zarr_format,
+        "compression": args.compression, "fill_value": args.fill_value,
+        "overwrite": args.overwrite or None,
+    }  # fmt: skip
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _execution(args: argparse.Namespace) -> dict[str, Any]:
+    fields = {
+        "max_workers": args.workers, "task_runner": args.task_runner, "retries": args.retries,
+        "batch_bytes": int(args.batch_mb * 1024 * 1024) if args.batch_mb else None,
+        "max_chunks_per_batch": args.max_chunks_per_batch, "refresh": getattr(args, "refresh", False) or None,
+    }  # fmt: skip
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _run(flow_fn: Any, parameters: dict[str, Any], console: Any) -> dict[str, Any] | None:
+    """Run a flow in this process with a progress bar; print and return its summary, or print its error."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows import batchrun
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def listen(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        batchrun.listeners.append(listen)
+        try:
+            state = flow_fn(**parameters, return_state=True)
+        finally:
+            batchrun.listeners.remove(listen)
+    run_id = state.state_details.flow_run_id
+    if state.is_completed():
+        result = state.result()
+        _print_summary(result, console)
+        console.print(f"[green]{flow_fn.name} completed[/green] (flow run {run_id})")
+        return result  # type: ignore[no-any-return]
+    console.print(f"[red]{flow_fn.name} {state.name.lower()}[/red] (flow run {run_id}): {state.message}")
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, BaseException):
+        console.print(str(error))
+    console.print(f"Retry only what failed with: prefect flow-run retry {run_id} --entrypoint <flows/FILE.py:FLOW>")
+    return None
+
+
+def _print_summary(result: dict[str, Any], console: Any) -> None:
+    for rows in result.values():
+        for row in rows:
+            width = max(len(k) for k in row)
+            console.print("\n".join(f"  {k:<{width}} : {v}" for k, v in row.items()), highlight=False, markup=False)
+
+
+def info(url: str, path: str, console: Any) -> int:
+    """Describe the array or group at ``url`` (``path``): layout, codecs, chunks stored and bytes."""
+    import zarrcore
+    from flows.ledger import read_manifest
+    from flows.targets import LEDGER_DIR
+
+    node = zarrcore.open(url, path=path)
+    arrays = [node] if isinstance(node, zarrcore.Array) else []
+    if isinstance(node, zarrcore.Group):
+        console.print(node.tree())
+        stack = [node]
+        while stack:
+            for child in stack.pop().members().values():
+                (arrays if isinstance(child, zarrcore.Array) else stack).append(child)  # type: ignore[arg-type]
+    for a in arrays:
+        m = a.metadata
+        codecs = m.codecs if m.zarr_format == 3 else {"filters": m.filters, "compressor": m.compressor}
+        base = f"{a.path}/" if a.path else ""
+        skip = {base + k for k in (*m.metadata_keys(), ".zattrs")}
+        stored = [k for k in a.store.list(base) if k not in skip and not k[len(base) :].startswith(LEDGER_DIR + "/")]
+        nbytes = sum(a.store.size(k) for k in stored)
+        manifest = read_manifest(a.store, a.path)
+        rows = [
+            ("array", a.url), ("zarr format", m.zarr_format), ("shape", a.shape), ("dtype", a.dtype),
+            ("chunks", a.chunks), ("fill value", a.fill_value), ("codecs", json.dumps(codecs)),
+            ("chunks stored", f"{len(stored)} of {a.nchunks}"), ("bytes stored", nbytes),
+            ("bytes (uncompressed)", a.nbytes),
+            ("manifest", f"{len(manifest.chunks)} chunks recorded" if manifest else "none (not ingested by a flow)"),
+        ]  # fmt: skip
+        width = max(len(k) for k, _ in rows)
+        console.print("\n".join(f"{k:<{width}} : {v}" for k, v in rows), highlight=False, markup=False)
+        console.print()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zarrflow", description="Land N-dimensional data in Zarr arrays with Prefect.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def layout_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--array", default="data", help="path of the target array in the store (default: data)")
+        sp.add_argument("--chunks", help="chunk shape, e.g. 256,256")
+        sp.add_argument("--dtype", help="stored data type (default: the source's)")
+        sp.add_argument("--zarr-format", type=int, choices=(2, 3))
+        sp.add_argument("--compression", choices=("zstd", "gzip", "blosc-zstd", "blosc-lz4", "none"))
+        sp.add_argument("--fill-value", type=json.loads, help="fill value (JSON: 0, 1.5, \"NaN\")")
+        sp.add_argument("--overwrite", action="store_true", help="replace whatever is at the target")
+        sp.add_argument("--option", action="append", metavar="NAME=VALUE", help="destination store option")
+
+    def execution_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--workers", type=int, help="batches processed at once (default: 4)")
+        sp.add_argument("--task-runner", choices=("threads", "dask"))
+        sp.add_argument("--retries", type=int, help="task retries for transient errors (default: 4)")
+        sp.add_argument("--batch-mb", type=float, help="uncompressed MiB per task run (default: 64)")
+        sp.add_argument("--max-chunks-per-batch", type=int)
+
+    ing = sub.add_parser("ingest", help="land a source in a Zarr array")
+    ing.add_argument("source")
+    ing.add_argument("destination")
+    ing.add_argument("--key", help="array name inside an .npz source")
+    ing.add_argument("--columns", help="Parquet/Arrow columns, comma separated (default: every numeric one)")
+    ing.add_argument("--table-layout", choices=("matrix", "columns"), default="matrix")
+    ing.add_argument("--source-path", default="", help="array path inside a Zarr source")
+    ing.add_argument("--refresh", action="store_true", help="rewrite every batch, even finished ones")
+    layout_args(ing)
+    execution_args(ing)
+
+    ver = sub.add_parser("verify", help="check stored chunks against the completion manifest")
+    ver.add_argument("destination")
+    ver.add_argument("--array", default="data", help="array (or group) to check (default: data)")
+    ver.add_argument("--source", help="also compare with this source (same forms as for ingest)")
+    ver.add_argument("--key")
+    ver.add_argument("--option", action="append", metavar="NAME=VALUE")
+    execution_args(ver)
+
+    cp = sub.add_parser("copy", help="copy or rechunk a Zarr array between stores")
+    cp.add_argument("source")
+    cp.add_argument("destination")
+    cp.add_argument("--source-path", default="")
+    cp.add_argument("--source-option", action="append", metavar="NAME=VALUE")
+    layout_args(cp)
+    execution_args(cp)
+
+    inf = sub.add_parser("info", help="describe an array or group")
+    inf.add_argument("url")
+    inf.add_argument("--path", default="")
+
+    srv = sub.add_parser("serve", help="serve the deployments of deployments/serve.py (Ctrl-C to stop)")
+    srv.add_argument("--file", default="deployments/serve.py")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``zarrflow`` command."""
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from rich.console import Console
+
+    console = Console()
+    if args.command == "info":
+        return info(args.url, args.path, console)
+    if args.command == "serve":
+        runpy.run_path(str(Path(args.file)), run_name="__main__")
+        return 0
+    if args.command == "ingest":
+        from flows.ingest import ingest
+
+        source = parse_source(args.source, key=args.key, columns=args.columns, table_layout=args.table_layout,
+                              source_path=args.source_path)  # fmt: skip
+        params = {"source": source, "destination": args.destination, "array": args.array, "layout": _layout(args),
+                  "execution": _execution(args), "storage_options": _options(args.option)}  # fmt: skip
+        return 0 if _run(ingest, params, console) is not None else 1
+    if args.command == "verify":
+        from flows.verify import verify
+
+        params = {"destination": args.destination, "array": args.array, "execution": _execution(args),
+                  "storage_options": _options(args.option)}  # fmt: skip
+        if args.source:
+            params["source"] = parse_source(args.source, key=args.key)
+        return 0 if _run(verify, params, console) is not None else 1
+    from flows.copy import copy_array
+
+    params = {"source": args.source, "destination": args.destination, "array": args.array,
+              "source_path": args.source_path, "layout": _layout(args), "execution": _execution(args),
+              "source_storage_options": _options(args.source_option),
+              "storage_options": _options(args.option)}  # fmt: skip
+    return 0 if _run(copy_array, params, console) is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
