@@ -149,6 +149,37 @@ def timed(fn: Callable[[], Any], timing: Timing) -> Any:
     return out
 
 
+def busy_cores(window: float = 0.5) -> float:
+    """How many cores the whole machine kept busy over ``window`` seconds (from /proc/stat); 0 where
+    that is not available. The benchmark driver sleeps meanwhile, so this is everyone else's load."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]), idle
+
+    try:
+        t0, i0 = sample()
+        time.sleep(window)
+        t1, i1 = sample()
+    except OSError:
+        return 0.0
+    return cores() * (1 - (i1 - i0) / max(1, t1 - t0))
+
+
+def wait_quiet(max_wait: float = 0.0, threshold: float = 0.25) -> float:
+    """Wait (at most ``max_wait`` seconds) until other processes keep fewer than ``threshold`` cores
+    busy; returns the load last seen. Timings taken on a shared machine are only comparable when
+    taken in quiet moments."""
+    deadline = time.monotonic() + max_wait
+    load = busy_cores()
+    while load > threshold and time.monotonic() < deadline:
+        time.sleep(1.0)
+        load = busy_cores()
+    return load
+
+
 # -- results and tables ----------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -179,6 +210,7 @@ def keep_best(best: dict[tuple[str, ...], Row], row: Row) -> None:
         row.extra["all_seconds"] = prev.extra["all_seconds"] + row.extra["all_seconds"]
         row.seconds = min(row.seconds, prev.seconds)
         row.stored = row.stored or prev.stored
+        row.extra["load"] = prev.extra.get("load", []) + row.extra.get("load", [])
         if prev.peak_rss - prev.base_rss > row.peak_rss - row.base_rss:
             row.peak_rss, row.base_rss = prev.peak_rss, prev.base_rss
     best[key] = row

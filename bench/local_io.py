@@ -38,6 +38,7 @@ from bench._common import (
     source_file,
     square_shape,
     timed,
+    wait_quiet,
     workdir,
 )
 
@@ -52,6 +53,16 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     data = np.load(args["source"])
     shape, chunks = tuple(args["shape"]), tuple(args["chunks"])
     contender = CONTENDERS[args["contender"]](shape, chunks, args["codec"])
+    # Warm up on a 2x2-chunk array first (thread pools, codec contexts, lazy imports): the timed run
+    # measures throughput, not start-up.
+    small = tuple(2 * c for c in chunks)
+    warm = CONTENDERS[args["contender"]](small, chunks, args["codec"])
+    warm_path = Path(args["workdir"]) / f"warm-{args['contender']}-{args['codec']}.zarr"
+    warm.prepare(warm_path)
+    warm.write(np.ascontiguousarray(data[tuple(slice(0, n) for n in small)]))
+    warm.open(warm_path)
+    warm.read()
+    shutil.rmtree(warm_path)
     gc.collect()
     base = rss_bytes()
     write, read = Timing(), Timing()
@@ -77,6 +88,7 @@ def run(
     contenders: list[str],
     repeat: int,
     case: str,
+    quiet_wait: float = 0.0,
 ) -> list[Row]:
     shape, chunks = square_shape(size_mib), chunk_shape(chunk_kib)
     nchunks = (shape[0] // chunks[0]) * (shape[1] // chunks[1])
@@ -94,15 +106,17 @@ def run(
                 for name in contenders:
                     args = {"contender": name, "codec": codec, "shape": shape, "chunks": chunks,
                             "source": str(source), "workdir": str(tmp), "verify": rnd == 0}  # fmt: skip
+                    load = wait_quiet(quiet_wait)
                     res = run_worker("bench.local_io", args)
                     for op in ("write", "read"):
                         t = res[op]
                         stored = res["stored"] if op == "write" else 0
                         keep_best(best, Row(case, codec, name, op, t["seconds"][0], res["nbytes"], t["peak_rss"],
-                                            res["base_rss"], stored))  # fmt: skip
+                                            res["base_rss"], stored, {"load": [round(load, 2)]}))  # fmt: skip
                     w, r = best[(codec, name, "write")], best[(codec, name, "read")]
                     print(f"  round {rnd + 1}: {codec:<10} {name:<12} write {w.mib_s:8.0f} MiB/s  "
-                          f"read {r.mib_s:8.0f} MiB/s (best so far)", file=sys.stderr, flush=True)  # fmt: skip
+                          f"read {r.mib_s:8.0f} MiB/s (best so far; load {load:.2f} cores)", file=sys.stderr,
+                          flush=True)  # fmt: skip
         rows = list(best.values())
     rank = {n: i for i, n in enumerate(ORDER)}
     rows.sort(key=lambda r: (codecs.index(r.group), r.op != "write", rank.get(r.contender, 99)))
@@ -126,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated, from: " + ", ".join(CODECS))
     p.add_argument("--contenders", default=",".join(ORDER))
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--quiet-wait", type=float, default=15.0,
+                   help="seconds to wait, before each run, for other processes to go quiet (default 15)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 32 MiB, one repeat")
     p.add_argument("--json", help="also save the rows as JSON here")
     a = p.parse_args(argv)
@@ -133,10 +149,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(json.loads(a.worker))))
         return
     if a.quick:
-        a.size_mib, a.repeat = 32, 1
+        a.size_mib, a.repeat, a.quiet_wait = 32, 1, 0
     case = f"local {a.chunk_kib} KiB chunks"
     rows = run(chunk_kib=a.chunk_kib, size_mib=a.size_mib, codecs=a.codecs.split(","),
-               contenders=a.contenders.split(","), repeat=a.repeat, case=case)  # fmt: skip
+               contenders=a.contenders.split(","), repeat=a.repeat, case=case, quiet_wait=a.quiet_wait)  # fmt: skip
     print(format_table(rows, REFS, title=title(case, a.chunk_kib, a.size_mib, a.repeat)))
     if a.json:
         save_rows(rows, a.json)

@@ -1,37 +1,131 @@
-"""The shared I/O thread pool used by multi-chunk slicing."""
+"""The shared thread pools used by multi-chunk slicing, and the loop that spreads chunks over them.
+
+Two pools, because two kinds of store want different thread counts. Where a chunk costs CPU only
+(memory, local disk without fsync: codecs, copies and page-cache writes, all of which release the
+GIL) one thread per core is fastest, and more threads only add switching and memory. Where a chunk
+waits on a network or a disk flush, many requests must be in flight to hide the latency.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-__all__ = ["io_pool", "set_io_concurrency", "io_concurrency"]
+__all__ = ["cpu_concurrency", "cpu_pool", "io_concurrency", "io_pool", "pool_for", "run_all", "set_io_concurrency"]
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_size = int(os.environ.get("ZARRCORE_IO_CONCURRENCY", "16"))
+_pools: dict[str, ThreadPoolExecutor] = {}
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_sizes = {
+    "io": int(os.environ.get("ZARRCORE_IO_CONCURRENCY", "16")),
+    "cpu": int(os.environ.get("ZARRCORE_CPU_CONCURRENCY", "0")) or _cores(),
+}
 
 
 def io_concurrency() -> int:
-    """How many chunks slicing reads or writes at once."""
-    return _size
+    """How many chunks slicing reads or writes at once on a network store."""
+    return _sizes["io"]
 
 
-def set_io_concurrency(n: int) -> None:
-    """Set the slicing concurrency (the pool is rebuilt on next use)."""
-    global _pool, _size
-    if n < 1:
+def cpu_concurrency() -> int:
+    """How many chunks slicing reads or writes at once on memory or local disk (default: the cores)."""
+    return _sizes["cpu"]
+
+
+def set_io_concurrency(n: int, *, cpu: int | None = None) -> None:
+    """Set the slicing concurrency for network stores (and, with ``cpu``, for memory and local disk);
+    the pools are rebuilt on next use."""
+    if n < 1 or (cpu is not None and cpu < 1):
         raise ValueError("concurrency must be >= 1")
     with _lock:
-        old, _pool, _size = _pool, None, n
-    if old is not None:
-        old.shutdown(wait=False)
+        _sizes["io"] = n
+        if cpu is not None:
+            _sizes["cpu"] = cpu
+        old = list(_pools.values())
+        _pools.clear()
+    for pool in old:
+        pool.shutdown(wait=False)
+
+
+def _pool(kind: str) -> ThreadPoolExecutor:
+    with _lock:
+        pool = _pools.get(kind)
+        if pool is None:
+            pool = _pools[kind] = ThreadPoolExecutor(max_workers=_sizes[kind], thread_name_prefix=f"zarrcore-{kind}")
+        return pool
 
 
 def io_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_size, thread_name_prefix="zarrcore-io")
-        return _pool
+    """The pool for stores that wait on a network or a disk."""
+    return _pool("io")
+
+
+def cpu_pool() -> ThreadPoolExecutor:
+    """The pool for stores where a chunk costs only CPU."""
+    return _pool("cpu")
+
+
+def _kind(store: Any) -> str:
+    from zarrcore.storage.local import LocalStore
+    from zarrcore.storage.memory import MemoryStore
+
+    if isinstance(store, MemoryStore) or (isinstance(store, LocalStore) and not store.fsync):
+        return "cpu"
+    return "io"
+
+
+def pool_for(store: Any) -> ThreadPoolExecutor:
+    """The pool that suits ``store``: :func:`cpu_pool` for memory and local disk without fsync."""
+    return _pool(_kind(store))
+
+
+def run_all(fn: Callable[[T], object], items: Iterable[T], store: Any) -> None:
+    """Call ``fn`` on every item, on the calling thread plus pool threads, as many in all as the
+    concurrency that suits ``store``; re-raise the first error once every thread has stopped.
+
+    Each thread pulls the next item from a shared iterator, so a chunk costs one ``next()`` rather
+    than a future; after an error no new item is started. The calling thread works too, so a call
+    made from inside a pool thread still finishes when the pool is busy.
+    """
+    items = list(items)
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    it = iter(items)
+    failed = threading.Event()
+
+    def drain() -> None:
+        for item in it:  # next() on a list iterator is atomic: each item is taken once
+            if failed.is_set():
+                return
+            try:
+                fn(item)
+            except BaseException:
+                failed.set()
+                raise
+
+    kind = _kind(store)
+    pool = _pool(kind)
+    helpers = [pool.submit(drain) for _ in range(min(len(items), _sizes[kind]) - 1)]
+    error: BaseException | None = None
+    try:
+        drain()
+    except BaseException as exc:
+        error = exc
+    for future in helpers:
+        exc = future.exception()
+        if error is None and exc is not None:
+            error = exc
+    if error is not None:
+        raise error

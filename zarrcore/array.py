@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from zarrcore import telemetry
-from zarrcore._pool import io_pool
+from zarrcore._pool import run_all
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
 from zarrcore.codecs.pipeline import codec_configs
@@ -23,6 +23,9 @@ from zarrcore.storage.base import Store, join_key
 __all__ = ["Array", "build_array_metadata"]
 
 ChunkIndex = tuple[int, ...]
+
+#: Chunks of at least this many elements are probed at both ends before a full fill-value scan.
+_PROBE_SIZE = 1 << 14
 
 
 def _normalize_shape(value: Any, name: str) -> tuple[int, ...]:
@@ -275,15 +278,28 @@ class Array:
         return self._fill_chunk
 
     def _span_meta(self, index: ChunkIndex, key: str) -> dict[str, Any]:
-        return {"array": self.url, "store": self.store.url, "index": index, "key": key}
+        urls = self.__dict__.get("_urls")
+        if urls is None:  # computed once: building URLs costs more than a small chunk's I/O
+            urls = self.__dict__["_urls"] = (self.url, self.store.url)
+        return {"array": urls[0], "store": urls[1], "index": index, "key": key}
+
+    def _is_fill(self, chunk: np.ndarray) -> bool:
+        """``is_fill``, but a large chunk whose first or last element differs is decided at once."""
+        if chunk.size >= _PROBE_SIZE:
+            first, last = (slice(0, 1),) * chunk.ndim, (slice(-1, None),) * chunk.ndim
+            if not (is_fill(chunk[first], self._meta.fill) and is_fill(chunk[last], self._meta.fill)):
+                return False
+        return is_fill(chunk, self._meta.fill)
 
     # -- chunk bytes -----------------------------------------------------------------------------
     def encode_chunk(self, index: Sequence[int], data: Any) -> bytes | memoryview | None:
         """Encode a chunk as it would be stored; ``None`` when it holds only the fill value and
         empty chunks are not written. ``data`` has the chunk's region shape or the full chunk shape."""
         idx = self._grid.check_index(index)
-        chunk = self._as_full_chunk(idx, data)
-        if not self.write_empty_chunks and is_fill(chunk, self._meta.fill):
+        return self._encode(idx, self._as_full_chunk(idx, data))
+
+    def _encode(self, idx: ChunkIndex, chunk: np.ndarray) -> bytes | memoryview | None:
+        if not self.write_empty_chunks and self._is_fill(chunk):
             return None
         try:
             return self._pipeline.encode(chunk)
@@ -323,7 +339,9 @@ class Array:
     def write_chunk_bytes(self, index: Sequence[int], data: bytes | memoryview | None) -> None:
         """Store already-encoded bytes for a chunk (``None`` deletes it); one atomic PUT."""
         self._check_writable()
-        idx = self._grid.check_index(index)
+        self._put(self._grid.check_index(index), data)
+
+    def _put(self, idx: ChunkIndex, data: bytes | memoryview | None) -> None:
         key = self.chunk_key(idx)
         with telemetry.span(("zarrcore", "chunk", "write"), self._span_meta(idx, key)) as m:
             if data is None:
@@ -390,14 +408,6 @@ class Array:
         self.store.delete(self.chunk_key(self._grid.check_index(index)))
 
     # -- slicing ---------------------------------------------------------------------------------
-    def _run(self, fn: Any, items: list[Projection]) -> None:
-        if len(items) <= 1:
-            for p in items:
-                fn(p)
-            return
-        for fut in [io_pool().submit(fn, p) for p in items]:
-            fut.result()
-
     def __getitem__(self, selection: Any) -> Any:
         sel = normalize_selection(selection, self.shape)
         out = np.empty(selection_shape(sel), dtype=self.dtype)
@@ -410,7 +420,7 @@ class Array:
             else:
                 out[p.out_selection] = chunk[p.chunk_selection]
 
-        self._run(read, list(self._grid.project(sel)))
+        run_all(read, self._grid.project(sel), self.store)
         return out[()] if out.ndim == 0 else out
 
     def __setitem__(self, selection: Any, value: Any) -> None:
@@ -436,9 +446,9 @@ class Array:
                 old = None if p.complete else self._load(p.index)
                 chunk = np.array(self._full_fill() if old is None else old)
                 chunk[p.chunk_selection] = value[p.out_selection]
-            self.write_chunk_bytes(p.index, self.encode_chunk(p.index, chunk))
+            self._put(p.index, self._encode(p.index, chunk))
 
-        self._run(write, list(self._grid.project(sel)))
+        run_all(write, self._grid.project(sel), self.store)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self[...]
