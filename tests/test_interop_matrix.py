@@ -430,3 +430,33 @@ def test_unsupported_zarr_python_features_are_typed_errors(make: Any, error: typ
     make(str(tmp_path / "a.zarr"))
     with pytest.raises(error, match=match):
         zarrcore.open(str(tmp_path / "a.zarr"))
+
+
+MODIFY_CASES = [
+    c for c in CASES
+    if c.codec in ("default", "blosc", "delta+shuffle+blosc") and c.dtype in ("int16", "int32") and len(c.shape) == 2
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", MODIFY_CASES, ids=lambda c: c.id)
+def test_each_library_updates_what_the_other_wrote(case: Case, tmp_path: Path) -> None:
+    """Partial writes, resize, append and attribute changes by one library read back in the other."""
+    path = tmp_path / "a.zarr"
+    data = sample(case)
+    write_with_zarr(case, path, data)
+    ours = zarrcore.open_array(str(path), mode="r+")
+    ours[1:4, ::2] = -1
+    ours.append(data[:2])
+    ours.attrs["step"] = 1
+    expected = np.concatenate([data, data[:2]])
+    expected[1:4, ::2] = -1
+    theirs = zarr.open_array(str(path), mode="r+")
+    assert_identical(theirs[...], expected)
+    assert theirs.attrs["step"] == 1
+    theirs.resize((3, case.shape[1] + 2))
+    theirs[:, -2:] = 7
+    theirs.attrs["step"] = 2
+    expected = np.concatenate([expected[:3], np.full((3, 2), 7, dtype=expected.dtype)], axis=1)
+    again = zarrcore.open_array(str(path))
+    assert again.shape == expected.shape and again.attrs["step"] == 2
+    assert_identical(again[...], expected)
