@@ -275,6 +275,38 @@ def run_worker(module: str, args: dict[str, Any], *, timeout: float = 1800) -> A
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_rounds(
+    module: str,
+    case: str,
+    groups: Sequence[str],
+    contenders: Sequence[str],
+    repeat: int,
+    make_args: Callable[[str, str, int], dict[str, Any]],
+    *,
+    quiet_wait: float = 0.0,
+) -> list[Row]:
+    """``repeat`` rounds over every group (codec) and contender, each a fresh worker process that
+    reports ``{"write": Timing, "read": Timing, "base_rss", "stored", "nbytes"}``; the best of the
+    rounds per (group, contender, op). Rounds rather than back-to-back repeats, so that a burst of
+    load from elsewhere hits one round of everyone instead of every round of one contender."""
+    best: dict[tuple[str, ...], Row] = {}
+    for rnd in range(repeat):
+        for group in groups:
+            for name in contenders:
+                load = wait_quiet(quiet_wait)
+                res = run_worker(module, make_args(group, name, rnd))
+                for op in ("write", "read"):
+                    t = res[op]
+                    stored = res.get("stored", 0) if op == "write" else 0
+                    row = Row(case, group, name, op, t["seconds"][0], res["nbytes"], t["peak_rss"],
+                              res["base_rss"], stored, {"load": [round(load, 2)]})  # fmt: skip
+                    keep_best(best, row)
+                w, r = best[(group, name, "write")], best[(group, name, "read")]
+                print(f"  round {rnd + 1}: {group:<10} {name:<14} write {w.mib_s:8.0f} MiB/s  read {r.mib_s:8.0f} "
+                      f"MiB/s (best so far; others' load {load:.2f} cores)", file=sys.stderr, flush=True)  # fmt: skip
+    return list(best.values())
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

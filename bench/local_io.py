@@ -31,14 +31,12 @@ from bench._common import (
     chunk_shape,
     dir_bytes,
     format_table,
-    keep_best,
     rss_bytes,
-    run_worker,
+    run_rounds,
     save_rows,
     source_file,
     square_shape,
     timed,
-    wait_quiet,
     workdir,
 )
 
@@ -100,24 +98,12 @@ def run(
     )
     with workdir() as tmp:
         source = source_file(tmp, shape)
-        best: dict[tuple[str, ...], Row] = {}
-        for rnd in range(repeat):
-            for codec in codecs:
-                for name in contenders:
-                    args = {"contender": name, "codec": codec, "shape": shape, "chunks": chunks,
-                            "source": str(source), "workdir": str(tmp), "verify": rnd == 0}  # fmt: skip
-                    load = wait_quiet(quiet_wait)
-                    res = run_worker("bench.local_io", args)
-                    for op in ("write", "read"):
-                        t = res[op]
-                        stored = res["stored"] if op == "write" else 0
-                        keep_best(best, Row(case, codec, name, op, t["seconds"][0], res["nbytes"], t["peak_rss"],
-                                            res["base_rss"], stored, {"load": [round(load, 2)]}))  # fmt: skip
-                    w, r = best[(codec, name, "write")], best[(codec, name, "read")]
-                    print(f"  round {rnd + 1}: {codec:<10} {name:<12} write {w.mib_s:8.0f} MiB/s  "
-                          f"read {r.mib_s:8.0f} MiB/s (best so far; load {load:.2f} cores)", file=sys.stderr,
-                          flush=True)  # fmt: skip
-        rows = list(best.values())
+
+        def args(codec: str, name: str, rnd: int) -> dict[str, Any]:
+            return {"contender": name, "codec": codec, "shape": shape, "chunks": chunks,
+                    "source": str(source), "workdir": str(tmp), "verify": rnd == 0}  # fmt: skip
+
+        rows = run_rounds("bench.local_io", case, codecs, contenders, repeat, args, quiet_wait=quiet_wait)
     rank = {n: i for i, n in enumerate(ORDER)}
     rows.sort(key=lambda r: (codecs.index(r.group), r.op != "write", rank.get(r.contender, 99)))
     return rows
