@@ -701,3 +701,16 @@ def test_s3_stalled_requests_time_out_in_the_stream_or_in_the_store(
     stream = arr.stream_chunks(concurrency=4, timeout=30)
     assert len(dict(stream)) == arr.nchunks and stream.summary.failed == []
     assert proxy.faults["stall"] > 0
+
+
+def test_a_stalled_write_times_out_and_the_others_are_written(local: LocalStore) -> None:
+    arr, data = make_array(local, fill=False)
+    stalled = (3, 3)
+    arr, store = wrapped(arr, stall={arr.chunk_key(stalled)})
+    try:
+        summary = arr.write_stream(((i, data[arr.chunk_region(i)]) for i in arr.chunk_indices()),
+                                   concurrency=3, timeout=0.3, on_error="skip")  # fmt: skip
+    finally:
+        store.release.set()
+    assert [i for i, _ in summary.failed] == [stalled] and summary.failed[0][1].startswith("TimeoutError")
+    assert summary.written == arr.nchunks - 1

@@ -377,6 +377,7 @@ def _read(
             summary.yielded += 1
             summary.bytes += data.nbytes
             yield task.index, data
+            data = None  # hold nothing the consumer has let go of
     except BaseException as exc:
         if not isinstance(exc, GeneratorExit):
             error = exc
