@@ -1,0 +1,257 @@
+"""The ingest, verify and copy flows on the local store, against a real Prefect API: what lands reads
+back exactly in zarr-python, a rerun writes nothing (every batch Cached), a changed region rewrites only
+its batches, bad parameters fail before any write, and verify catches what does not match."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zarr
+
+import zarrcore
+from flows.cli import main as zarrflow
+from flows.copy import copy_array
+from flows.ingest import ingest
+from flows.ledger import read_manifest
+from flows.verify import verify
+from tests.fixtures.flowkit import artifacts, batch_states, count_chunk_writes, run_flow, task_runs
+from tests.fixtures.prefect import prefect_api  # noqa: F401  (the session's one Prefect server)
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+FAST = {"max_workers": 3, "max_chunks_per_batch": 4, "retry_delay_seconds": 0.01}
+
+
+def chunk_files(root: Path) -> dict[str, int]:
+    """Chunk file -> inode (a rewrite through os.replace gives a new inode); flow bookkeeping left out."""
+    return {
+        str(p.relative_to(root)): p.stat().st_ino
+        for p in root.rglob("*")
+        if p.is_file() and ".zarrcore" not in p.parts and p.name not in ("zarr.json", ".zarray", ".zattrs",
+                                                                           ".zgroup", ".zmetadata")
+    }  # fmt: skip
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    data = np.random.default_rng(7).standard_normal((60, 45)).astype("float32")
+    data[:20, :15] = 0  # one chunk of fill values only: recorded, not stored
+    np.save(tmp_path / "src.npy", data)
+    return tmp_path / "src.npy", data
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_npy_lands_exactly_and_zarr_python_reads_it(tmp_path: Path, source: tuple[Path, np.ndarray],
+                                                     zarr_format: int) -> None:  # fmt: skip
+    path, data = source
+    dest = tmp_path / "out.zarr"
+    state, run_id = run_flow(ingest, source={"kind": "npy", "path": str(path)}, destination=str(dest), array="a/b",
+                             layout={"chunks": [20, 15], "zarr_format": zarr_format}, execution=FAST)  # fmt: skip
+    assert state.is_completed(), state.message
+    group = zarr.open_group(str(dest), mode="r", use_consolidated=True)  # consolidated metadata is there
+    arr = group["a/b"]
+    assert arr.metadata.zarr_format == zarr_format and arr.chunks == (20, 15)
+    np.testing.assert_array_equal(arr[:], data)
+    manifest = read_manifest(zarrcore.open_store(str(dest)), "a/b")
+    assert manifest is not None and len(manifest.chunks) == 9
+    assert sum(v is None for v in manifest.chunks.values()) == 1  # the all-zero chunk is recorded as not stored
+    summary = state.result()["targets"][0]
+    assert (summary["chunks_written"], summary["chunks_skipped"], summary["batches"]) == (9, 0, 3)
+    progress = artifacts(run_id, "ingest-progress")
+    assert progress and progress[-1].data == 100.0
+    table = json.loads(artifacts(run_id, "ingest-summary")[-1].data)
+    assert table[0]["chunks_written"] == 9 and table[0]["chunks_failed"] == 0
+
+
+def test_every_source_kind_lands_exactly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.integers(-1000, 1000, (33, 10)).astype("int16")
+    np.savez_compressed(tmp_path / "arrays.npz", x=x)
+    columns = {"t": np.arange(100, dtype="int64"), "v": rng.random(100)}
+    pq.write_table(pa.table({**columns, "label": ["a"] * 100}), tmp_path / "t.parquet", row_group_size=30)
+    dest = str(tmp_path / "all.zarr")
+    runs = [
+        ({"kind": "npz", "path": str(tmp_path / "arrays.npz"), "key": "x"}, "npz", {"chunks": [8, 8]}),
+        ({"kind": "parquet", "path": str(tmp_path / "t.parquet")}, "matrix", {"chunks": [25, 2]}),
+        ({"kind": "parquet", "path": str(tmp_path / "t.parquet"), "layout": "columns"}, "cols", {"chunks": [40]}),
+        ({"kind": "synthetic", "shape": [17, 9, 4], "dtype": "uint8", "seed": 5}, "synth", {"chunks": [5, 5, 2]}),
+        ({"kind": "zarr", "url": dest, "path": "npz"}, "copied", {"chunks": [11, 5]}),
+    ]
+    for spec, array, layout in runs:
+        state, _ = run_flow(ingest, source=spec, destination=dest, array=array, layout=layout, execution=FAST)
+        assert state.is_completed(), state.message
+    group = zarr.open_group(dest, mode="r", use_consolidated=True)
+    np.testing.assert_array_equal(group["npz"][:], x)
+    np.testing.assert_array_equal(group["matrix"][:], np.stack([columns["t"], columns["v"]], axis=1))
+    np.testing.assert_array_equal(group["cols/t"][:], columns["t"])
+    np.testing.assert_array_equal(group["cols/v"][:], columns["v"])
+    assert group["cols/t"].dtype == np.dtype("int64")
+    synth = zarrcore.open(dest, path="synth")
+    np.testing.assert_array_equal(group["synth"][:], synth[...])
+    np.testing.assert_array_equal(group["copied"][:], x)
+    assert group["copied"].chunks == (11, 5)
+
+
+def test_rerun_writes_nothing_and_a_changed_region_rewrites_only_its_batches(
+    tmp_path: Path, source: tuple[Path, np.ndarray]
+) -> None:
+    path, data = source
+    params = {"source": {"kind": "npy", "path": str(path)}, "destination": str(tmp_path / "out.zarr"), "array": "a",
+              "layout": {"chunks": [10, 15]}, "execution": {**FAST, "max_chunks_per_batch": 3}}  # fmt: skip
+    with count_chunk_writes() as first:
+        state, _ = run_flow(ingest, **params)
+    assert state.is_completed() and first.total == 18  # 6 x 3 chunks, 6 batches
+
+    with count_chunk_writes() as second:
+        state, run_id = run_flow(ingest, **params)
+    assert state.is_completed()
+    assert second.total == 0
+    states = batch_states(run_id)
+    assert len(states) == 6 and set(states.values()) == {"Cached"}
+    assert state.result()["targets"][0]["chunks_skipped"] == 18
+
+    changed = data.copy()
+    changed[35, 40] = 99.0  # chunk (3, 2): the last chunk of batch 3 (chunks 9-12)
+    np.save(path, changed)
+    with count_chunk_writes() as third:
+        state, run_id = run_flow(ingest, **params)
+    assert state.is_completed()
+    assert sorted(third.keys) == ["a/c/3/0", "a/c/3/1", "a/c/3/2"]
+    states = batch_states(run_id)
+    assert states.pop("write chunks 9-12") == "Completed"
+    assert set(states.values()) == {"Cached"}
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["a"][:], changed)
+
+
+def test_overwrite_replaces_the_array_and_its_ledger(tmp_path: Path, source: tuple[Path, np.ndarray]) -> None:
+    path, data = source
+    params = {"source": {"kind": "npy", "path": str(path)}, "destination": str(tmp_path / "out.zarr"),
+              "array": "", "layout": {"chunks": [30, 45]}, "execution": FAST}  # fmt: skip
+    assert run_flow(ingest, **params)[0].is_completed()
+    with count_chunk_writes() as writes:
+        state, run_id = run_flow(ingest, **{**params, "layout": {"chunks": [30, 45], "overwrite": True}})
+    assert state.is_completed()
+    assert writes.total == 2 and set(batch_states(run_id).values()) == {"Completed"}  # nothing vouched for
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], data)
+
+
+def test_different_metadata_fails_before_any_chunk_is_written(tmp_path: Path, source: tuple[Path, np.ndarray]) -> None:
+    path, _ = source
+    dest = tmp_path / "out.zarr"
+    params = {"source": {"kind": "npy", "path": str(path)}, "destination": str(dest), "array": "a",
+              "execution": FAST}  # fmt: skip
+    assert run_flow(ingest, **params, layout={"chunks": [20, 15]})[0].is_completed()
+    before = chunk_files(dest)
+    with count_chunk_writes() as writes:
+        state, run_id = run_flow(ingest, **params, layout={"chunks": [20, 20]})
+    assert state.is_failed()
+    assert "MetadataConflictError" in state.message and "chunk_grid" in state.message
+    assert writes.total == 0 and chunk_files(dest) == before
+    assert task_runs(run_id, "write chunks") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"execution": {"max_workers": 0}}, "greater than or equal to 1"),
+        ({"layout": {"chunks": [10]}}, "has rank 1 but the source has shape"),
+        ({"layout": {"dtype": "float7"}}, "unknown dtype"),
+        ({"source": {"kind": "npy", "path": "/no/such/file.npy"}}, "cannot be opened"),
+        ({"destination": "nosuch://bucket/x"}, "unknown URL scheme 'nosuch'"),
+        ({"array": "a/../../escape"}, "'..' segments are not allowed"),
+        ({"storage_options": {"password": "hunter2"}}, "look like credentials"),
+    ],
+)
+def test_bad_parameters_fail_before_any_write(tmp_path: Path, source: tuple[Path, np.ndarray], change: dict,
+                                              message: str) -> None:  # fmt: skip
+    path, _ = source
+    dest = tmp_path / "out.zarr"
+    params = {"source": {"kind": "npy", "path": str(path)}, "destination": str(dest), "array": "a",
+              "layout": {"chunks": [20, 15]}, "execution": FAST, **change}  # fmt: skip
+    state, _ = run_flow(ingest, **params)
+    assert state.is_failed()
+    assert message in str(state.result(raise_on_failure=False))
+    assert not dest.exists()
+
+
+def test_verify_lists_every_chunk_that_does_not_match(tmp_path: Path, source: tuple[Path, np.ndarray]) -> None:
+    path, data = source
+    dest = tmp_path / "out.zarr"
+    spec = {"kind": "npy", "path": str(path)}
+    assert run_flow(ingest, source=spec, destination=str(dest), array="a", layout={"chunks": [20, 15]},
+                    execution=FAST)[0].is_completed()  # fmt: skip
+    state, _ = run_flow(verify, destination=str(dest), array="", execution=FAST)  # every array of the group
+    assert state.is_completed() and state.result()["arrays"][0]["chunks_checked"] == 9
+    state, _ = run_flow(verify, destination=str(dest), array="a", source=spec, execution=FAST)
+    assert state.is_completed(), state.message
+
+    corrupt = dest / "a" / "c" / "1" / "1"
+    raw = bytearray(corrupt.read_bytes())
+    raw[-1] ^= 0xFF
+    corrupt.write_bytes(bytes(raw))
+    (dest / "a" / "c" / "2" / "0").unlink()
+    state, run_id = run_flow(verify, destination=str(dest), array="a", execution=FAST)
+    assert state.is_failed()
+    error = str(state.result(raise_on_failure=False))
+    assert "2 chunks do not match" in error and "c/1/1" in error and "c/2/0" in error
+    table = json.loads(artifacts(run_id, "verify-mismatches")[-1].data)
+    assert {(row["chunk"], row["problem"].split(":")[0].split(" ")[0]) for row in table} == {
+        ("c/1/1", "content"), ("c/2/0", "missing")}  # fmt: skip
+
+    changed = data.copy()
+    changed[0, 0] = 1.0  # the fill-only chunk (0, 0) would now hold data
+    np.save(path, changed)
+    state, _ = run_flow(verify, destination=str(dest), array="a", source=spec, execution=FAST)
+    assert "c/0/0: data differs from the source" in str(state.result(raise_on_failure=False))
+
+
+def test_verify_needs_a_finished_ingest(tmp_path: Path) -> None:
+    zarrcore.create(str(tmp_path / "plain.zarr"), shape=(4,), chunks=(2,), dtype="i4")
+    state, _ = run_flow(verify, destination=str(tmp_path / "plain.zarr"), array="")
+    assert state.is_failed() and "no completion manifest" in str(state.result(raise_on_failure=False))
+
+
+def test_copy_rechunks_between_formats_and_reruns_as_cache_hits(tmp_path: Path) -> None:
+    data = np.random.default_rng(2).random((50, 40))
+    src = zarrcore.create(str(tmp_path / "src.zarr"), shape=data.shape, chunks=(10, 10), dtype="float64",
+                          fill_value=np.nan, attributes={"units": "K"}, dimension_names=["y", "x"])  # fmt: skip
+    src[:] = data
+    params = {"source": str(tmp_path / "src.zarr"), "destination": str(tmp_path / "dst.zarr"), "array": "",
+              "layout": {"chunks": [25, 40], "zarr_format": 2, "compression": "blosc-lz4"},
+              "execution": FAST}  # fmt: skip
+    state, _ = run_flow(copy_array, **params)
+    assert state.is_completed(), state.message
+    out = zarr.open_array(str(tmp_path / "dst.zarr"), mode="r")
+    assert out.metadata.zarr_format == 2 and out.chunks == (25, 40) and dict(out.attrs) == {"units": "K"}
+    assert np.isnan(out.fill_value)
+    np.testing.assert_array_equal(out[:], data)
+    with count_chunk_writes() as writes:
+        state, run_id = run_flow(copy_array, **params)
+    assert state.is_completed() and writes.total == 0 and set(batch_states(run_id).values()) == {"Cached"}
+    same = run_flow(copy_array, source=str(tmp_path / "src.zarr"), destination=str(tmp_path / "same.zarr"),
+                    array="", execution=FAST)[0]  # fmt: skip
+    assert same.is_completed()
+    kept = zarr.open_array(str(tmp_path / "same.zarr"), mode="r")
+    assert kept.chunks == (10, 10) and kept.metadata.dimension_names == ("y", "x")
+    np.testing.assert_array_equal(kept[:], data)
+
+
+def test_cli_ingest_verify_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = str(tmp_path / "cli.zarr")
+    assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "s", "--chunks", "16,16",
+                     "--max-chunks-per-batch", "4"]) == 0  # fmt: skip
+    assert zarrflow(["verify", dest, "--array", "s", "--source", "synthetic:64x48:int32:3"]) == 0
+    capsys.readouterr()
+    assert zarrflow(["info", dest, "--path", "s"]) == 0
+    out = capsys.readouterr().out
+    assert "shape                : (64, 48)" in out and "chunks stored        : 12 of 12" in out
+    assert "manifest             : 12 chunks recorded" in out
+    assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "s", "--chunks", "8,8"]) == 1
+    assert "MetadataConflictError" in capsys.readouterr().out
+    assert os.path.isdir(dest)
