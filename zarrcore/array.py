@@ -441,7 +441,8 @@ class Array:
         def write(p: Projection) -> None:
             region = self._grid.region_shape(p.index)
             if p.complete and region == self.chunks:
-                chunk = np.asarray(value[p.out_selection], order="C")  # keeps 0-d chunks 0-d
+                # integer indices drop dimensions: restore them (and keep 0-d chunks 0-d)
+                chunk = np.asarray(value[p.out_selection], order="C").reshape(self.chunks)
             else:
                 old = None if p.complete else self._load(p.index)
                 chunk = np.array(self._full_fill() if old is None else old)
