@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,44 @@ def test_setitem_matches_numpy(fmt: int, selection: Any) -> None:
     np.testing.assert_array_equal(a[...], ref)
 
 
+def _random_selection(rng: random.Random, shape: tuple[int, ...]) -> tuple[Any, ...]:
+    """Ints (negative too), slices with any bounds and positive steps, an ellipsis, trailing dims left out."""
+    sel: list[Any] = []
+    for n in shape:
+        r = rng.random()
+        if r < 0.25 and n:
+            sel.append(rng.randrange(-n, n))
+        elif r < 0.35 and Ellipsis not in sel:
+            sel.append(Ellipsis)
+        else:
+            bound = [None, rng.randrange(-n - 3, n + 3)]
+            sel.append(slice(rng.choice(bound), rng.choice(bound), rng.choice([None, 1, 2, 3, 5])))
+    return tuple(sel[:-1] if sel and rng.random() < 0.2 else sel)
+
+
+def test_random_selections_match_numpy() -> None:
+    """Seeded random layouts (0-3 dims, empty dims, both formats and orders) and selections, get and set."""
+    rng = random.Random(1)
+    for it in range(150):
+        nd = rng.randrange(0, 4)
+        shape = tuple(rng.randrange(0, 9) for _ in range(nd))
+        chunks = tuple(rng.randrange(1, 6) for _ in range(nd))
+        a = make(rng.choice([2, 3]), shape=shape, chunks=chunks, order=rng.choice("CF"), fill_value=-9)
+        ref = np.full(shape, -9, dtype="int32")
+        for _ in range(3):
+            sel = _random_selection(rng, shape)
+            try:
+                value = reference(np.shape(ref[sel]), seed=it)
+            except IndexError:  # an ellipsis can shift an integer onto a shorter dimension
+                with pytest.raises(SelectionError):
+                    a[sel]
+                continue
+            a[sel] = value
+            ref[sel] = value
+            np.testing.assert_array_equal(a[sel], ref[sel], err_msg=f"{shape} {chunks} {sel}")
+        np.testing.assert_array_equal(a[...], ref, err_msg=f"{shape} {chunks}")
+
+
 def test_scalar_broadcast_and_dtype_cast() -> None:
     a = make(dtype="float32")
     a[1:3, ::2] = 2.5
@@ -110,6 +149,15 @@ def test_partial_edge_chunks_read_and_write() -> None:
     expected[4:, 9:, 3:] = ref[4:, 9:, 3:]
     np.testing.assert_array_equal(a[...], expected)
     assert len(stored_chunks(a)) == 4
+
+
+@FORMATS
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_integer_index_covering_a_whole_chunk(fmt: int, order: str) -> None:
+    """``a[:, 4]`` fills chunk (0, 4) of shape (3, 1) whole, from data that lacks the indexed dimension."""
+    a = make(fmt, shape=(3, 5), chunks=(3, 1), order=order)
+    a[:, 4] = [1, 2, 3]
+    np.testing.assert_array_equal(a[...], [[0, 0, 0, 0, 1], [0, 0, 0, 0, 2], [0, 0, 0, 0, 3]])
 
 
 def test_zero_dim_and_empty_arrays() -> None:
@@ -255,6 +303,28 @@ def test_shrink_then_grow_never_resurrects_old_data(fmt: int) -> None:
     expected[:5, :3] = ref[:5, :3]
     np.testing.assert_array_equal(a[...], expected)
     np.testing.assert_array_equal(zarrcore.open_array(store)[...], expected)  # persisted
+
+
+def test_random_resizes_match_a_numpy_model() -> None:
+    rng = random.Random(2)
+    for it in range(60):
+        nd = rng.randrange(1, 4)
+        shape = tuple(rng.randrange(0, 9) for _ in range(nd))
+        store = MemoryStore()
+        a = make(rng.choice([2, 3]), store=store, shape=shape, chunks=tuple(rng.randrange(1, 5) for _ in range(nd)),
+                 fill_value=-1, order=rng.choice("CF"))  # fmt: skip
+        ref = reference(shape, seed=it)
+        a[...] = ref
+        for _ in range(4):
+            new = tuple(rng.randrange(0, 9) for _ in range(nd))
+            a.resize(new)
+            grown = np.full(new, -1, dtype="int32")
+            common = tuple(slice(0, min(old, n)) for old, n in zip(ref.shape, new, strict=True))
+            grown[common] = ref[common]
+            ref = grown
+            np.testing.assert_array_equal(zarrcore.open_array(store)[...], ref)
+            assert stored_chunks(a) == {i for i in a.chunk_indices() if store.exists(a.chunk_key(i))}
+            assert a.nchunks_stored() == len(stored_chunks(a))
 
 
 def test_resize_to_zero_and_back() -> None:
