@@ -37,7 +37,6 @@ try:
     import requests
     from azure.core.credentials import AzureSasCredential
     from azure.core.exceptions import (
-        AzureError,
         ClientAuthenticationError,
         HttpResponseError,
         ResourceNotFoundError,
@@ -97,7 +96,7 @@ class AzureBlobStore(CloudStore):
         super().__init__(container, prefix, retry=retry, read_only=read_only, list_page_size=list_page_size)
         env = os.environ
         account_name = account_name or (None if account_url else env.get("AZURE_STORAGE_ACCOUNT_NAME"))
-        if connection_string is None and account_url is None and account_name is None:
+        if connection_string is None and account_url is None and account_name is None and not anonymous:
             connection_string = env.get("AZURE_STORAGE_CONNECTION_STRING")
         account_key = account_key or env.get("AZURE_STORAGE_KEY")
         sas_token = sas_token or env.get("AZURE_STORAGE_SAS_TOKEN")
@@ -214,8 +213,6 @@ class AzureBlobStore(CloudStore):
         if isinstance(exc, ServiceRequestError | ServiceResponseError | HttpResponseError | ConnectionError):
             # HttpResponseError without a status wraps a response body that broke mid-transfer.
             return TransientStoreError, f"{type(exc).__name__}: {short(exc)}"
-        if isinstance(exc, AzureError):
-            return StoreError, f"{type(exc).__name__}: {short(exc)}"
         return StoreError, f"{type(exc).__name__}: {short(exc)}"
 
     def close(self) -> None:
