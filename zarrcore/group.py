@@ -10,7 +10,7 @@ from zarrcore.attributes import Attributes
 from zarrcore.errors import NotFound, ReadOnlyError
 from zarrcore.metadata import ZARR_JSON, ZARRAY, ZATTRS, ZGROUP, ZMETADATA, ArrayMetadata, GroupMetadata, json_dumps
 from zarrcore.nodes import create_node, describe_location, node_from_documents, read_node, write_node
-from zarrcore.storage.base import Store, join_key
+from zarrcore.storage.base import Store, join_key, validate_key
 
 __all__ = ["Group", "open_node", "consolidate"]
 
@@ -74,19 +74,31 @@ class Group:
     def _child_path(self, name: str) -> str:
         return join_key(self.path, name)
 
+    def _parent_of(self, name: str) -> tuple[Group, str]:
+        """The group that holds ``name`` (``"a/b/x"``: group ``a/b``, created if missing) and the leaf name."""
+        validate_key(self._child_path(name))  # refuse '..' before anything is created
+        parent, _, leaf = name.strip("/").rpartition("/")
+        group = self
+        for part in parent.split("/") if parent else ():
+            group = group.require_group(part)
+        return group, leaf
+
     def create_array(self, name: str, *, overwrite: bool = False, **kwargs: Any) -> Array:
-        """Create a child array (same arguments as :func:`zarrcore.create`; the format is the group's)."""
+        """Create a child array (same arguments as :func:`zarrcore.create`; the format is the group's).
+        A nested ``name`` (``"a/b/x"``) creates the missing groups on the way."""
         self._check_writable()
         kwargs.setdefault("zarr_format", self.zarr_format)
         meta = build_array_metadata(**kwargs)
-        path = self._child_path(name)
+        parent, leaf = self._parent_of(name)
+        path = parent._child_path(leaf)
         meta = create_node(self.store, path, meta, overwrite=overwrite)  # type: ignore[assignment]
         return Array(self.store, path, meta)  # type: ignore[arg-type]
 
     def create_group(self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False) -> Group:
-        """Create a child group."""
+        """Create a child group (a nested ``name`` creates the missing groups on the way)."""
         self._check_writable()
-        path = self._child_path(name)
+        parent, leaf = self._parent_of(name)
+        path = parent._child_path(leaf)
         meta = create_node(self.store, path, GroupMetadata(self.zarr_format, dict(attributes or {})),
                            overwrite=overwrite)  # fmt: skip
         return Group(self.store, path, meta)  # type: ignore[arg-type]
