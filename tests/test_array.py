@@ -483,6 +483,17 @@ def test_group_create_open_children_tree(fmt: int) -> None:
 
 
 @FORMATS
+def test_nested_names_create_the_groups_between(fmt: int) -> None:
+    store = MemoryStore()
+    root = zarrcore.create_group(store, zarr_format=fmt)
+    root.create_array("a/b/x", shape=(2,), chunks=(2,), dtype="u1")
+    root.create_group("a/c", attributes={"k": 1})
+    assert zarrcore.open_group(store).tree().splitlines() == [
+        "/", "└── a", "    ├── b", "    │   └── x (2,) uint8", "    └── c"]  # fmt: skip
+    assert isinstance(zarrcore.open(store, path="a/b"), zarrcore.Group)
+
+
+@FORMATS
 def test_group_consolidate(fmt: int) -> None:
     store = MemoryStore()
     root = zarrcore.create_group(store, zarr_format=fmt)

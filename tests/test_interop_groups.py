@@ -39,12 +39,10 @@ ARRAYS = [
 def build_with_zarrcore(path: Path, fmt: int) -> None:
     root = zarrcore.create_group(str(path), zarr_format=fmt, attributes=ROOT_ATTRS)
     for name, attrs in GROUPS.items():
-        parent, _, leaf = name.rpartition("/")
-        (root[parent] if parent else root).create_group(leaf, attributes=attrs)
+        root.create_group(name, attributes=attrs)
     for spec in ARRAYS:
-        parent, _, leaf = spec.path.rpartition("/")
-        a = root[parent].create_array(leaf, shape=spec.data.shape, chunks=spec.chunks, dtype=spec.data.dtype,
-                                      fill_value=spec.fill, attributes=spec.attrs)  # fmt: skip
+        a = root.create_array(spec.path, shape=spec.data.shape, chunks=spec.chunks, dtype=spec.data.dtype,
+                              fill_value=spec.fill, attributes=spec.attrs)  # fmt: skip
         a[...] = spec.data
 
 
