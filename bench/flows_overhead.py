@@ -178,9 +178,10 @@ def prefect_server() -> Iterator[dict[str, str]]:
 
 
 def run(*, cases: list[int], repeat: int, workers: int, small: tuple[int, int], large: tuple[int, int],
-        ingest_gib: float, rss_workers: int, quiet_wait: float = 0.0) -> str:  # fmt: skip
-    """Run the chosen cases; return their tables as text."""
+        ingest_gib: float, rss_workers: int, quiet_wait: float = 0.0) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """Run the chosen cases; return their tables as text, and the figures."""
     out: list[str] = []
+    figures: dict[str, Any] = {}
     print("[flows] starting a Prefect server ...", file=sys.stderr, flush=True)
     with prefect_server() as env, workdir() as tmp:
         os.environ.update(env)
@@ -200,8 +201,11 @@ def run(*, cases: list[int], repeat: int, workers: int, small: tuple[int, int], 
                 rerun = res.get("rerun") or rerun
             if 4 in cases:
                 out.append(_overhead_table(rows, workers, repeat))
+                figures["overhead"] = [{"nchunks": n, "chunk_kib": k, "bare": min(r["bare"]), "flow": min(r["flow"])}
+                                       for n, k, r in rows]  # fmt: skip
             if rerun is not None:
                 out.append(_rerun_table(rerun, large))
+                figures["rerun"] = rerun
         if 6 in cases:
             wait_quiet(quiet_wait)
             print(f"[flows] {ingest_gib:g} GiB ingest, 4 MiB chunks, {rss_workers} in flight ...", file=sys.stderr,
@@ -209,7 +213,8 @@ def run(*, cases: list[int], repeat: int, workers: int, small: tuple[int, int], 
             res = run_worker("bench.flows_overhead", {"mode": "rss", "gib": ingest_gib, "chunks": [1024, 1024],
                              "workers": rss_workers, "workdir": str(tmp)})  # fmt: skip
             out.append(_rss_table(res, ingest_gib, rss_workers))
-    return "\n\n".join(out)
+            figures["rss"] = res
+    return "\n\n".join(out), figures
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
@@ -277,8 +282,9 @@ def main(argv: list[str] | None = None) -> None:
         return int(n), int(kib)
 
     cases = [int(c) for c in a.cases.split(",")]
-    print(run(cases=cases, repeat=a.repeat, workers=a.workers, small=pair(a.small), large=pair(a.large),
-              ingest_gib=a.ingest_gib, rss_workers=a.rss_workers, quiet_wait=a.quiet_wait))  # fmt: skip
+    text, _ = run(cases=cases, repeat=a.repeat, workers=a.workers, small=pair(a.small), large=pair(a.large),
+                  ingest_gib=a.ingest_gib, rss_workers=a.rss_workers, quiet_wait=a.quiet_wait)  # fmt: skip
+    print(text)
 
 
 if __name__ == "__main__":
