@@ -530,7 +530,7 @@ KILLED_WRITER = textwrap.dedent(
 
     class SlowStore(LocalStore):
         def put(self, key, data, *, mode="overwrite"):
-            time.sleep(0.03)
+            time.sleep(0.05)
             super().put(key, data, mode=mode)
 
     root, ckpt = sys.argv[1], sys.argv[2]

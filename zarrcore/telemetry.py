@@ -7,11 +7,15 @@ Events emitted by zarrcore:
   written through any API. Measurements: ``duration`` (s, on stop/exception), ``encoded_bytes`` and
   ``decoded_bytes`` (on stop). Metadata: ``array`` (URL), ``store``, ``index``, ``key``; ``error`` on
   exception; ``stored`` on write stop (``False`` when an all-fill chunk was deleted instead).
-* ``("zarrcore", "stream", "start" | "stop")`` — a ``stream_chunks``/``write_stream`` call.
+* ``("zarrcore", "stream", "start" | "stop")`` — a ``stream_chunks``/``write_stream`` call. Metadata:
+  ``array``, ``store``, ``op`` (``"read"``/``"write"``), ``stream_id``; ``concurrency`` on start;
+  ``error`` on stop if the stream raised. Stop measurements: ``chunks``, ``skipped``, ``failed``,
+  ``bytes``, ``duration``, and ``yielded``/``filtered``/``missing`` (read) or ``written`` (write).
 * ``("zarrcore", "retry")`` — one retry under the retry policy.
 
 A handler is attached to an exact event or to a prefix of one (``("zarrcore", "chunk")`` receives
 every chunk event). With nothing attached, emitting costs one attribute check.
+:mod:`zarrcore.otel` turns these events into OpenTelemetry spans.
 """
 
 from __future__ import annotations
