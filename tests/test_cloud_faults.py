@@ -17,7 +17,7 @@ from zarrcore.storage.base import Store
 
 BACKENDS = ["s3", "gcs", "azure"]
 FAULTS = {"503": 0.05, "500": 0.05, "reset": 0.05, "stall": 0.05}  # 20% in all
-READ_TIMEOUT = 0.3
+READ_TIMEOUT = 1.0  # generous: a loaded 2-core machine must not turn slow answers into timeouts
 FAST_RETRY = RetryPolicy(attempts=6, base_delay=0.005, max_delay=0.05, deadline=30)
 
 ProxiedStore = Callable[..., tuple[Store, FaultProxy]]
@@ -56,7 +56,7 @@ def payload(i: int) -> bytes:
 
 
 def test_200_objects_survive_20_percent_faults(proxied: ProxiedStore, retry_events: list[dict[str, Any]]) -> None:
-    store, proxy = proxied(faults=FAULTS, seed=42, stall_seconds=1.0, max_consecutive=3)
+    store, proxy = proxied(faults=FAULTS, seed=42, stall_seconds=2.5, max_consecutive=3)
     keys = [f"chunks/{i // 20}.{i % 20}" for i in range(200)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: store.put(keys[i], payload(i)), range(200)))
@@ -64,11 +64,12 @@ def test_200_objects_survive_20_percent_faults(proxied: ProxiedStore, retry_even
     assert read == [payload(i) for i in range(200)]
     assert sorted(store.list("chunks/")) == sorted(keys)
 
-    assert proxy.requests >= 401
     assert set(proxy.faults) == set(FAULTS), proxy.faults  # every kind of fault happened
     assert 0.1 < proxy.injected / proxy.requests < 0.3
-    # One retry layer: each injected fault costs exactly one retry, no more.
-    assert len(retry_events) == proxy.injected
+    # Every fault was retried, and one retry layer means each retry is exactly one more request:
+    # 200 puts + 200 gets + 1 listing page, plus the retries, and nothing the SDK retried on its own.
+    assert len(retry_events) >= proxy.injected
+    assert proxy.requests == 401 + len(retry_events)
     assert all(isinstance(e["error"], TransientStoreError) for e in retry_events)
 
 
@@ -99,7 +100,7 @@ def test_sdk_retries_are_off(proxied: ProxiedStore, retry_events: list[dict[str,
 
 def test_stall_is_a_transient_read_timeout(proxied: ProxiedStore, retry_events: list[dict[str, Any]]) -> None:
     # Every request stalls once, then goes through: the store retries each and succeeds.
-    store, proxy = proxied(faults={"stall": 1.0}, max_consecutive=1, stall_seconds=1.0)
+    store, proxy = proxied(faults={"stall": 1.0}, max_consecutive=1, stall_seconds=2.5)
     store.put("slow", b"data")
     assert store.get("slow") == b"data"
     assert proxy.faults["stall"] == 2
