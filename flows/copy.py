@@ -41,6 +41,6 @@ def copy_array(
         results_url: Where finished batches are recorded; default: inside the target array.
     """
     spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
-    targets = prepare_targets(spec, destination, array, layout, storage_options)
+    targets = prepare_targets(spec, destination, array, layout, storage_options, execution)
     write_targets(targets, execution, results_url=results_url, key="copy")
-    return finish_targets(targets, destination, storage_options, key="copy")
+    return finish_targets(targets, destination, storage_options, execution, key="copy")

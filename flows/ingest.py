@@ -37,6 +37,6 @@ def ingest(
         storage_options: Non-secret options of the destination store (endpoint_url, region, ...).
         results_url: Where finished batches are recorded; default: inside the array (.zarrcore/results).
     """
-    targets = prepare_targets(source, destination, array, layout, storage_options)
+    targets = prepare_targets(source, destination, array, layout, storage_options, execution)
     write_targets(targets, execution, results_url=results_url, key="ingest")
-    return finish_targets(targets, destination, storage_options, key="ingest")
+    return finish_targets(targets, destination, storage_options, execution, key="ingest")

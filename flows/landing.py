@@ -17,13 +17,12 @@ import numpy as np
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
-import zarrcore
 from flows.batchrun import BatchOutcome, run_batches
-from flows.ledger import ledger_for, write_manifest
+from flows.ledger import ledger_for
 from flows.params import ArrayLayout, Execution
 from flows.sources import SourceSpec
-from flows.targets import TargetRef, create_target, plan_batches, target_arguments
-from flows.tasks import BatchJob, configure, write_chunk_batch
+from flows.targets import TargetRef, plan_batches, target_arguments
+from flows.tasks import BatchJob, configure, consolidate, create_array, record_completion, write_chunk_batch
 
 __all__ = ["Target", "BatchesFailed", "prepare_targets", "write_targets", "finish_targets"]
 
@@ -70,7 +69,12 @@ class Target:
 
 
 def prepare_targets(
-    source: SourceSpec, destination: str, array: str, layout: ArrayLayout, storage_options: dict[str, Any]
+    source: SourceSpec,
+    destination: str,
+    array: str,
+    layout: ArrayLayout,
+    storage_options: dict[str, Any],
+    execution: Execution,
 ) -> list[Target]:
     """Validate everything, then create the target arrays (create-only metadata writes)."""
     logger = get_run_logger()
@@ -79,8 +83,9 @@ def prepare_targets(
         reader = spec.open()
         planned.append((path, spec, target_arguments(layout, reader)))
     targets = []
+    create = configure(create_array, execution)
     for path, spec, args in planned:
-        ref = create_target(destination, path, args, overwrite=layout.overwrite, storage_options=storage_options)
+        ref = create(destination, path, args, layout.overwrite, storage_options)
         logger.info("target %s: shape %s, chunks %s, %s", ref.identity, ref.shape, ref.chunks, args["dtype"])
         targets.append(Target(ref, spec, np.dtype(args["dtype"]).itemsize))
     return targets
@@ -100,9 +105,12 @@ def write_targets(targets: list[Target], execution: Execution, *, results_url: s
         t.seconds = time.monotonic() - t0
 
 
-def finish_targets(targets: list[Target], destination: str, storage_options: dict[str, Any], *, key: str) -> dict:
+def finish_targets(
+    targets: list[Target], destination: str, storage_options: dict[str, Any], execution: Execution, *, key: str
+) -> dict[str, Any]:
     """Manifests and consolidated metadata for finished targets, the summary artifact; raise on failures."""
     logger = get_run_logger()
+    record = configure(record_completion, execution)
     rows = [t.counts() for t in targets]
     create_table_artifact(rows, key=f"{key}-summary", description=f"{key}: chunks written, skipped and failed")
     for row in rows:
@@ -120,8 +128,8 @@ def finish_targets(targets: list[Target], destination: str, storage_options: dic
             + "\n  ".join(lines)
         )
     for t in targets:
-        write_manifest(t.ref, [rec for o in t.outcomes for rec in o.result["chunks"]])  # type: ignore[index]
+        record(t.ref, [rec for o in t.outcomes for rec in o.result["chunks"]])  # type: ignore[index]
     if any(t.ref.path for t in targets):
-        zarrcore.consolidate_metadata(destination, storage_options=storage_options)
+        configure(consolidate, execution)(destination, storage_options)
         logger.info("consolidated metadata written at %s", destination)
     return {"targets": rows}

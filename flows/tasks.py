@@ -24,9 +24,11 @@ from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
 from pydantic import BaseModel, ConfigDict
 
+import zarrcore
+from flows.ledger import write_manifest
 from flows.params import Execution
 from flows.sources import SourceSpec
-from flows.targets import ChunkBatch, TargetRef
+from flows.targets import ChunkBatch, TargetRef, create_target
 from zarrcore.errors import ChunkError
 from zarrcore.retry import is_retryable
 
@@ -38,6 +40,9 @@ __all__ = [
     "write_chunk_batch",
     "verify_chunk_batch",
     "configure",
+    "create_array",
+    "record_completion",
+    "consolidate",
     "CACHE_VERSION",
 ]
 
@@ -165,8 +170,6 @@ def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
 
     Returns ``{"checked": n, "bytes": b, "mismatches": [[key, problem], ...]}``.
     """
-    import zarrcore
-
     array = zarrcore.open_array(job.target.url, path=job.target.path, storage_options=job.target.storage_options)
     reader = job.source.open() if job.source is not None else None
     mismatches: list[list[str]] = []
@@ -203,3 +206,32 @@ def configure(task_: Task[..., Any], execution: Execution, **options: Any) -> Ta
         refresh_cache=execution.refresh or None,
         **options,
     )
+
+
+_METADATA_POLICY: dict[str, Any] = dict(
+    retries=4,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
+
+
+@task(name="create-array", task_run_name="create array {path!r}", **_METADATA_POLICY)
+def create_array(
+    destination: str, path: str, args: dict[str, Any], overwrite: bool, storage_options: dict[str, Any]
+) -> TargetRef:
+    """Create the target array (create-only metadata: identical metadata attaches, a difference fails)."""
+    return create_target(destination, path, args, overwrite=overwrite, storage_options=storage_options)
+
+
+@task(name="write-manifest", task_run_name="write manifest of {target.path!r}", **_METADATA_POLICY)
+def record_completion(target: TargetRef, records: list[list[Any]]) -> int:
+    """Write the completion manifest of a finished array; returns the number of chunks recorded."""
+    return len(write_manifest(target, records).chunks)
+
+
+@task(name="consolidate-metadata", task_run_name="consolidate metadata", **_METADATA_POLICY)
+def consolidate(destination: str, storage_options: dict[str, Any]) -> None:
+    """Write the consolidated metadata of the group at the destination root."""
+    zarrcore.consolidate_metadata(destination, storage_options=storage_options)
