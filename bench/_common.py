@@ -128,6 +128,18 @@ class RssSampler:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
+def warm_memory(nbytes: int) -> None:
+    """Touch ``nbytes`` of fresh memory and free it, right before a timed operation.
+
+    On a VM whose host takes back free guest memory (free page reporting), the first touch of a
+    page that was free for a second or more costs a host fault: about 0.6 s per 256 MiB here, more
+    than a whole read. Pages touched and freed just before are handed out again fast, so every
+    contender gets warm pages for its output array and the page cache alike.
+    """
+    buf = np.ones(max(1, nbytes // 8), dtype=np.float64)
+    del buf
+
+
 @dataclass
 class Timing:
     """Best-of-N wall time of one operation and the peak RSS seen during any of the N runs."""

@@ -37,6 +37,7 @@ from bench._common import (
     source_file,
     square_shape,
     timed,
+    warm_memory,
     workdir,
 )
 
@@ -66,8 +67,10 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     write, read = Timing(), Timing()
     path = Path(args["workdir"]) / f"{args['contender']}-{args['codec']}.zarr"
     contender.prepare(path)
+    warm_memory(2 * data.nbytes)
     timed(lambda: contender.write(data), write)
     contender.open(path)
+    warm_memory(2 * data.nbytes)
     out = timed(contender.read, read)
     if args["verify"] and not np.array_equal(out, data):
         raise AssertionError(f"{args['contender']} read back different data")
