@@ -141,6 +141,26 @@ def test_overwrite_replaces_the_array_and_its_ledger(tmp_path: Path, source: tup
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], data)
 
 
+def test_refresh_and_a_ledger_kept_elsewhere(tmp_path: Path, source: tuple[Path, np.ndarray]) -> None:
+    path, data = source
+    ledger = tmp_path / "ledger"
+    params = {"source": {"kind": "npy", "path": str(path)}, "destination": str(tmp_path / "out.zarr"), "array": "a",
+              "layout": {"chunks": [30, 45]}, "execution": FAST, "results_url": str(ledger)}  # fmt: skip
+    assert run_flow(ingest, **params)[0].is_completed()
+    assert any(ledger.rglob("*")) and not (tmp_path / "out.zarr" / "a" / ".zarrcore" / "results").exists()
+    with count_chunk_writes() as writes:
+        state, run_id = run_flow(ingest, **params)
+    assert writes.total == 0 and set(batch_states(run_id).values()) == {"Cached"}
+    with count_chunk_writes() as writes:
+        state, run_id = run_flow(ingest, **{**params, "execution": {**FAST, "refresh": True}})
+    assert writes.total == 2 and set(batch_states(run_id).values()) == {"Completed"}
+    # The array is replaced but the ledger elsewhere survives: a new incarnation keeps it from vouching.
+    with count_chunk_writes() as writes:
+        state, run_id = run_flow(ingest, **{**params, "layout": {"chunks": [30, 45], "overwrite": True}})
+    assert state.is_completed() and writes.total == 2 and set(batch_states(run_id).values()) == {"Completed"}
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["a"][:], data)
+
+
 def test_different_metadata_fails_before_any_chunk_is_written(tmp_path: Path, source: tuple[Path, np.ndarray]) -> None:
     path, _ = source
     dest = tmp_path / "out.zarr"
