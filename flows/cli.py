@@ -23,7 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "parse_source"]
+__all__ = ["main", "parse_source", "ENTRYPOINTS"]
+
+#: Flow name -> entrypoint, for ``prefect flow-run retry ID --entrypoint ...``.
+ENTRYPOINTS = {
+    "ingest": "flows/ingest.py:ingest",
+    "verify": "flows/verify.py:verify",
+    "copy": "flows/copy.py:copy_array",
+}
 
 
 def parse_source(text: str, *, key: str | None = None, columns: str | None = None, table_layout: str = "matrix",
@@ -119,7 +126,9 @@ def _run(flow_fn: Any, parameters: dict[str, Any], console: Any) -> dict[str, An
     error = state.result(raise_on_failure=False)
     if isinstance(error, BaseException):
         console.print(str(error))
-    console.print(f"Retry only what failed with: prefect flow-run retry {run_id} --entrypoint <flows/FILE.py:FLOW>")
+    entrypoint = ENTRYPOINTS.get(flow_fn.name, "flows/<module>.py:<flow>")
+    console.print(f"Retry only what failed with: prefect flow-run retry {run_id} --entrypoint {entrypoint}",
+                  markup=False)  # fmt: skip
     return None
 
 
