@@ -25,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import zarrcore
 from flows.params import StorageOptions, StoreURL
 from zarrcore.errors import MetadataError
+from zarrcore.metadata import json_dumps
+from zarrcore.nodes import read_node
+from zarrcore.storage.base import Store
 
 __all__ = [
     "Region",
@@ -315,11 +318,11 @@ class _ZarrReader(SourceReader):
     """A Zarr array on any store. The last regions fingerprinted by a thread are kept (one batch at
     most) so that the write that follows does not read them again."""
 
-    def __init__(self, url: str, path: str, storage_options: dict[str, Any]) -> None:
+    def __init__(self, store: Store, path: str) -> None:
         try:
-            self._array = zarrcore.open_array(url, path=path, storage_options=storage_options)
+            self._array = zarrcore.open_array(store, path=path)
         except (KeyError, MetadataError) as exc:
-            raise SourceError(f"source array {url!r} (path {path!r}) cannot be opened: {exc}") from None
+            raise SourceError(f"source array {store.url!r} (path {path!r}) cannot be opened: {exc}") from None
         self.shape = self._array.shape
         self.dtype = self._array.dtype
         self.chunks = self._array.chunks
@@ -354,6 +357,11 @@ class _ZarrReader(SourceReader):
         return f"{self._array.url} shape={self.shape} dtype={self.dtype}"
 
 
+@functools.lru_cache(maxsize=16)
+def _zarr_store(url: str, options: str) -> Store:
+    return zarrcore.open_store(url, **json.loads(options))
+
+
 class ZarrSource(_SourceModel):
     """Another Zarr array (v2 or v3) on any store zarrcore opens."""
 
@@ -362,8 +370,19 @@ class ZarrSource(_SourceModel):
     path: str = Field("", description="Path of the array inside the store ('' when the URL is the array).")
     storage_options: StorageOptions = Field(default_factory=dict)
 
+    def _store(self) -> Store:
+        return _zarr_store(self.url, json.dumps(self.storage_options, sort_keys=True))
+
+    def _identity(self) -> tuple[Any, ...]:
+        """The source's metadata: a reader is reopened when the array is replaced or resized."""
+        try:
+            meta = read_node(self._store(), self.path)
+        except (KeyError, MetadataError) as exc:
+            raise SourceError(f"source array {self.url!r} (path {self.path!r}) cannot be opened: {exc}") from None
+        return (hashlib.sha256(json_dumps(meta.to_documents())).hexdigest(),)
+
     def _reader(self) -> SourceReader:
-        return _ZarrReader(self.url, self.path, self.storage_options)
+        return _ZarrReader(self._store(), self.path)
 
     def __hash__(self) -> int:  # storage_options is a dict
         return hash((self.kind, self.url, self.path, json.dumps(self.storage_options, sort_keys=True, default=str)))
