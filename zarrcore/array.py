@@ -216,10 +216,11 @@ class Array:
         return "/" + self.path
 
     def nchunks_stored(self) -> int:
-        """How many chunk objects exist in the store (lists the array's keys)."""
+        """How many chunk objects exist in the store (lists the array's keys). Keys whose first segment
+        starts with ``.`` (``.zattrs``, bookkeeping such as ``.zarrcore/``) are never chunks."""
         base = self.path + "/" if self.path else ""
         skip = {base + name for name in (*self._meta.metadata_keys(), ".zattrs")}
-        return sum(1 for key in self.store.list(base) if key not in skip)
+        return sum(1 for key in self.store.list(base) if key not in skip and not key[len(base) :].startswith("."))
 
     @property
     def info(self) -> str:
