@@ -94,8 +94,9 @@ def run_all(fn: Callable[[T], object], items: Iterable[T], store: Any) -> None:
     concurrency that suits ``store``; re-raise the first error once every thread has stopped.
 
     Each thread pulls the next item from a shared iterator, so a chunk costs one ``next()`` rather
-    than a future; after an error no new item is started. The calling thread works too, so a call
-    made from inside a pool thread still finishes when the pool is busy.
+    than a future; after an error no new item is started. The calling thread works too, and helpers
+    that never got a thread are cancelled, so a call made from inside a pool thread still finishes
+    when the pool is busy.
     """
     items = list(items)
     if len(items) <= 1:
@@ -124,6 +125,10 @@ def run_all(fn: Callable[[T], object], items: Iterable[T], store: Any) -> None:
     except BaseException as exc:
         error = exc
     for future in helpers:
+        # A helper still queued has nothing left to do: cancel it rather than wait for a free thread
+        # (waiting could deadlock when every pool thread is itself inside run_all).
+        if future.cancel():
+            continue
         exc = future.exception()
         if error is None and exc is not None:
             error = exc

@@ -1,0 +1,110 @@
+"""The loop that spreads chunks over threads: every item once, bounded threads, errors stop new work,
+nested calls from pool threads finish, and each kind of store gets its pool."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zarrcore
+from zarrcore import _pool
+from zarrcore.storage.local import LocalStore
+from zarrcore.storage.memory import MemoryStore
+
+
+@pytest.fixture
+def cpu_threads() -> Iterator[int]:
+    """Two threads for memory and local stores during the test, whatever the machine has."""
+    old_io, old_cpu = _pool.io_concurrency(), _pool.cpu_concurrency()
+    _pool.set_io_concurrency(old_io, cpu=2)
+    yield 2
+    _pool.set_io_concurrency(old_io, cpu=old_cpu)
+
+
+def test_every_item_runs_once_on_bounded_threads(cpu_threads: int) -> None:
+    seen: list[int] = []
+    threads: set[int] = set()
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        with lock:
+            seen.append(i)
+            threads.add(threading.get_ident())
+
+    _pool.run_all(work, range(500), MemoryStore())
+    assert sorted(seen) == list(range(500))
+    assert 1 <= len(threads) <= cpu_threads
+
+
+def test_an_error_stops_new_items_and_is_raised_after_all_threads_stop(cpu_threads: int) -> None:
+    started: list[int] = []
+    running = 0
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        nonlocal running
+        with lock:
+            started.append(i)
+            running += 1
+        try:
+            if i == 3:
+                raise ValueError("chunk 3 is bad")
+            time.sleep(0.001)
+        finally:
+            with lock:
+                running -= 1
+
+    with pytest.raises(ValueError, match="chunk 3 is bad"):
+        _pool.run_all(work, range(1000), MemoryStore())
+    assert running == 0  # nothing still running once the error reaches the caller
+    assert len(started) < 50  # no new items after the error (a few were already taken)
+
+
+def test_nested_calls_from_busy_pool_threads_finish(cpu_threads: int) -> None:
+    store = MemoryStore()
+    total = 0
+    lock = threading.Lock()
+
+    def inner(_: int) -> None:
+        nonlocal total
+        with lock:
+            total += 1
+
+    def outer(_: int) -> None:
+        _pool.run_all(inner, range(20), store)
+
+    # Two callers at once keep every pool thread inside an outer call: inner helpers cannot get a
+    # thread, so they must be cancelled rather than waited for.
+    callers = [threading.Thread(target=_pool.run_all, args=(outer, range(10), store)) for _ in range(2)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(30)
+    assert not any(t.is_alive() for t in callers)
+    assert total == 2 * 10 * 20
+
+
+def test_each_store_kind_gets_its_pool(tmp_path: Path) -> None:
+    assert _pool.pool_for(MemoryStore()) is _pool.cpu_pool()
+    assert _pool.pool_for(LocalStore(tmp_path)) is _pool.cpu_pool()
+    assert _pool.pool_for(LocalStore(tmp_path, fsync=True)) is _pool.io_pool()
+
+
+def test_concurrency_settings_are_validated() -> None:
+    with pytest.raises(ValueError):
+        _pool.set_io_concurrency(0)
+    with pytest.raises(ValueError):
+        _pool.set_io_concurrency(4, cpu=0)
+
+
+def test_slicing_a_local_array_is_exact_on_the_cpu_pool(tmp_path: Path, cpu_threads: int) -> None:
+    data = np.arange(300 * 200, dtype="float32").reshape(300, 200)
+    a = zarrcore.create(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(32, 32), dtype="float32")
+    a[...] = data
+    np.testing.assert_array_equal(a[...], data)
+    np.testing.assert_array_equal(a[17:250:3, 5:190], data[17:250:3, 5:190])
