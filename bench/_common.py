@@ -335,6 +335,10 @@ def versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "-"
+    if out["zarrcore"] == "-":  # run from the source tree, not installed
+        import zarrcore
+
+        out["zarrcore"] = zarrcore.__version__
     return out
 
 
