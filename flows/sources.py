@@ -17,6 +17,7 @@ import os
 import threading
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -400,6 +401,27 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+#: Elements computed at once by the synthetic source: its 64-bit temporaries stay near 1 MiB each.
+_BLOCK = 1 << 16
+
+
+def _blocks(region: Region, limit: int) -> Iterator[Region]:
+    """Split ``region`` into sub-regions of at most ``limit`` elements (rows of the leading dimensions)."""
+    if not region:
+        yield region
+        return
+    head, rest = region[0], region[1:]
+    inner = math.prod(s.stop - s.start for s in rest)
+    if inner <= limit:
+        step = max(1, limit // max(inner, 1))
+        for start in range(head.start, head.stop, step):
+            yield (slice(start, min(start + step, head.stop)), *rest)
+        return
+    for i in range(head.start, head.stop):
+        for part in _blocks(rest, limit):
+            yield (slice(i, i + 1), *part)
+
+
 class _SyntheticReader(SourceReader):
     def __init__(self, spec: SyntheticSource) -> None:
         self._spec = spec
@@ -409,6 +431,20 @@ class _SyntheticReader(SourceReader):
         self._token = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
     def read(self, region: Region) -> np.ndarray:
+        """The values of ``region``, computed a block of at most ``_BLOCK`` elements at a time in the
+        target dtype, so a chunk needs only a few MiB of temporaries whatever its size."""
+        shape = tuple(s.stop - s.start for s in region)
+        if math.prod(shape) <= _BLOCK:
+            return self._compute(region)
+        out = np.empty(shape, dtype=self.dtype)
+        for part in _blocks(region, _BLOCK):
+            out[tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(part, region, strict=True))] = (
+                self._compute(part)
+            )
+        return out
+
+    def _compute(self, region: Region) -> np.ndarray:
+        """The values of a small region (each one a function of its global index and the seed only)."""
         grids = np.ogrid[tuple(slice(s.start, s.stop) for s in region)] if region else []
         strides = [math.prod(self.shape[d + 1 :]) for d in range(len(self.shape))]
         linear = np.zeros(tuple(s.stop - s.start for s in region), dtype=np.uint64)
