@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,14 +39,18 @@ class BatchOutcome:
 
 
 class _Progress:
-    """A progress artifact, updated at most ~50 times however many batches there are."""
+    """A progress artifact, updated at most once a second and at the end (each update is an API call
+    made in the flow's thread while batches run)."""
+
+    #: Seconds between two updates of the artifact.
+    interval = 1.0
 
     def __init__(self, key: str, total: int, what: str) -> None:
         self.total = max(total, 1)
         self.done = 0
         self.what = what
-        self._step = max(1, self.total // 50)
         self._id = create_progress_artifact(0.0, key=key, description=f"{what}: 0 of {total} batches")
+        self._next = time.monotonic() + self.interval
         self._tell()
 
     def _tell(self) -> None:
@@ -55,7 +60,9 @@ class _Progress:
     def advance(self) -> None:
         self.done += 1
         self._tell()
-        if self.done % self._step == 0 or self.done == self.total:
+        now = time.monotonic()
+        if self.done == self.total or now >= self._next:
+            self._next = now + self.interval
             description = f"{self.what}: {self.done} of {self.total} batches"
             update_progress_artifact(self._id, 100.0 * self.done / self.total, description=description)
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
+from prefect.settings import PREFECT_API_URL
 from pydantic import Field
 
 import zarrcore
@@ -96,7 +98,24 @@ def ledger_for(target: TargetRef, results_url: str | None = None) -> ZarrcoreRes
             url=target.url, prefix=join_key(target.path, LEDGER_DIR, "results"), storage_options=target.storage_options
         )
     name = "zarrcore-results-" + hashlib.sha256(f"{storage.url}|{storage.prefix}".encode()).hexdigest()[:20]
+    return _saved(storage, name, str(PREFECT_API_URL.value() or ""))
+
+
+_saved_blocks: dict[tuple[str, str, str], ZarrcoreResultStorage] = {}
+_saved_lock = threading.Lock()
+
+
+def _saved(storage: ZarrcoreResultStorage, name: str, api: str) -> ZarrcoreResultStorage:
+    """``storage`` saved as block ``name``; an identical block already saved by this process to the same
+    API is reused instead of being saved again (a save is two API round trips)."""
+    key = (api, name, storage.model_dump_json())
+    with _saved_lock:
+        known = _saved_blocks.get(key)
+        if known is not None:
+            return known
     storage.save(name, overwrite=True)
+    with _saved_lock:
+        _saved_blocks[key] = storage
     return storage
 
 
