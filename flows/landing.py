@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.utilities.annotations import quote
 
 from flows.batchrun import BatchOutcome, run_batches
 from flows.ledger import ledger_for
@@ -128,7 +129,8 @@ def finish_targets(
             + "\n  ".join(lines)
         )
     for t in targets:
-        record(t.ref, [rec for o in t.outcomes for rec in o.result["chunks"]])  # type: ignore[index]
+        # quoted: Prefect would otherwise visit every one of the (many) records looking for futures
+        record(t.ref, quote([rec for o in t.outcomes for rec in o.result["chunks"]]))  # type: ignore[index]
     if any(t.ref.path for t in targets):
         configure(consolidate, execution)(destination, storage_options)
         logger.info("consolidated metadata written at %s", destination)
