@@ -144,7 +144,7 @@ class Execution(BaseModel):
         description="Target uncompressed bytes per task run; each task writes whole chunks up to this size.",
     )
     max_chunks_per_batch: int = Field(
-        256, ge=1, le=100_000, description="Upper bound of chunks per task run (Prefect costs ~7 ms per task run)."
+        1024, ge=1, le=100_000, description="Upper bound of chunks per task run (Prefect costs ~7 ms per task run)."
     )
     retries: int = Field(4, ge=0, le=20, description="Task retries for transient store errors (throttling, 5xx).")
     retry_delay_seconds: float = Field(
