@@ -121,8 +121,11 @@ class ChunkBatch(BaseModel):
     stop: int
 
     def indices(self, grid_shape: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
-        for linear in range(self.start, self.stop):
-            yield tuple(int(i) for i in np.unravel_index(linear, grid_shape))
+        if not grid_shape:  # a 0-d array: one chunk
+            yield from (() for _ in range(self.start, self.stop))
+            return
+        coords = np.unravel_index(np.arange(self.start, self.stop), grid_shape)
+        yield from zip(*(c.tolist() for c in coords), strict=True)
 
     @property
     def size(self) -> int:

@@ -70,8 +70,9 @@ class BatchJob(BaseModel):
             json.dumps([CACHE_VERSION, t.identity, t.incarnation, t.fingerprint, self.batch.start, self.batch.stop])
             .encode()
         )  # fmt: skip
-        for index in self.batch.indices(t.grid.grid_shape):
-            h.update(reader.fingerprint(t.region(index)).encode())
+        grid = t.grid
+        for index in self.batch.indices(grid.grid_shape):
+            h.update(reader.fingerprint(grid.region(index)).encode())
         return h.hexdigest()
 
 
