@@ -430,3 +430,22 @@ def test_not_found_errors_are_key_errors(s3_store: Any) -> None:
         s3_store.get("nope")
     with pytest.raises(NotFound):
         s3_store.size("nope")
+
+
+@pytest.mark.parametrize("checksums", ["when_required", "when_supported"])
+def test_s3_checksum_setting(s3_server: S3Server, s3_bucket: str, checksums: str) -> None:
+    """By default no CRC is computed for every PUT (S3-compatible servers that reject the newer
+    checksum headers keep working); ``checksums="when_supported"`` turns botocore's CRC back on."""
+    store = s3_server.store(s3_bucket, "crc", checksums=checksums)
+    sent: list[dict[str, str]] = []
+    events = store._client.meta.events
+    events.register("before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers)))
+    store.put("k", b"payload")
+    assert store.get("k") == b"payload"
+    crc_headers = [h for h in sent[0] if h.lower().startswith("x-amz-checksum-")]
+    assert bool(crc_headers) is (checksums == "when_supported")
+
+
+def test_s3_checksum_setting_is_validated(s3_server: S3Server, s3_bucket: str) -> None:
+    with pytest.raises(ValueError, match="checksums"):
+        s3_server.store(s3_bucket, "crc", checksums="always")

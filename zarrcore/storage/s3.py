@@ -49,7 +49,10 @@ class S3Store(CloudStore):
     """Objects under ``prefix`` in an S3 bucket. One boto3 client, shared by all threads.
 
     ``max_pool_connections`` should be at least the number of threads using the store at once.
-    ``anonymous=True`` sends unsigned requests (public buckets).
+    ``anonymous=True`` sends unsigned requests (public buckets). ``checksums`` sets when botocore adds
+    CRC checksums to requests and validates them on responses: ``"when_required"`` (the default, as
+    botocore did before 1.36, and what S3-compatible servers that reject the newer headers need) or
+    ``"when_supported"``. Chunk integrity end to end is the flows' content-hash manifest either way.
     """
 
     scheme = "s3"
@@ -75,8 +78,11 @@ class S3Store(CloudStore):
         retry: RetryPolicy | None = None,
         read_only: bool = False,
         list_page_size: int = 1000,
+        checksums: Literal["when_required", "when_supported"] = "when_required",
     ) -> None:
         super().__init__(bucket, prefix, retry=retry, read_only=read_only, list_page_size=list_page_size)
+        if checksums not in ("when_required", "when_supported"):
+            raise ValueError(f"checksums must be 'when_required' or 'when_supported', got {checksums!r}")
         if addressing_style not in (None, "auto", "path", "virtual"):
             raise ValueError(f"addressing_style must be 'auto', 'path' or 'virtual', got {addressing_style!r}")
         register_secret(
@@ -93,6 +99,8 @@ class S3Store(CloudStore):
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max_pool_connections,
+            request_checksum_calculation=checksums,
+            response_checksum_validation=checksums,
             s3=s3_options,
             **({"signature_version": UNSIGNED} if anonymous else {}),
         )
