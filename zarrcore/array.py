@@ -13,11 +13,11 @@ from zarrcore._pool import run_all
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
 from zarrcore.codecs.pipeline import codec_configs
-from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, ReadOnlyError, SelectionError
+from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
 from zarrcore.metadata import ArrayMetadata, parse_dtype
 from zarrcore.metadata.dtypes import is_fill, normalize_fill_value
-from zarrcore.nodes import describe_location, write_node
+from zarrcore.nodes import Node, write_node
 from zarrcore.storage.base import Store, join_key
 
 __all__ = ["Array", "build_array_metadata"]
@@ -122,11 +122,13 @@ def build_array_metadata(
     return meta
 
 
-class Array:
+class Array(Node):
     """A Zarr array in a store. Thread-safe for concurrent chunk reads and writes.
 
     Open or create one with :func:`zarrcore.open` / :func:`zarrcore.create`.
     """
+
+    kind = "array"
 
     def __init__(
         self,
@@ -137,9 +139,7 @@ class Array:
         read_only: bool = False,
         write_empty_chunks: bool = False,
     ) -> None:
-        self.store = store
-        self.path = path.strip("/")
-        self.read_only = read_only
+        super().__init__(store, path, read_only=read_only)
         #: Store chunks that hold only the fill value (default: delete them instead, like zarr-python).
         self.write_empty_chunks = write_empty_chunks
         self._set_metadata(metadata)
@@ -185,17 +185,8 @@ class Array:
         return self.size * self.dtype.itemsize
 
     @property
-    def zarr_format(self) -> int:
-        return self._meta.zarr_format
-
-    @property
     def order(self) -> str:
         return self._meta.order
-
-    @property
-    def attrs(self) -> Attributes:
-        """Attributes, persisted on every change."""
-        return self._attrs
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
@@ -205,15 +196,6 @@ class Array:
     @property
     def nchunks(self) -> int:
         return self._grid.nchunks
-
-    @property
-    def url(self) -> str:
-        """The store URL plus the array's path (never holds credentials)."""
-        return describe_location(self.store, self.path)
-
-    @property
-    def name(self) -> str:
-        return "/" + self.path
 
     def nchunks_stored(self) -> int:
         """How many chunk objects exist in the store (lists the array's keys). Keys whose first segment
@@ -266,10 +248,6 @@ class Array:
     def chunk_region(self, index: Sequence[int]) -> tuple[slice, ...]:
         """The region of the array a chunk covers, clipped to the array bounds."""
         return self._grid.region(self._grid.check_index(index))
-
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise ReadOnlyError(f"array {self.url} is opened read-only; open it with mode='r+' to write")
 
     def _full_fill(self) -> np.ndarray:
         if self._fill_chunk is None:

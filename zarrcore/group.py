@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from zarrcore.array import Array, build_array_metadata
 from zarrcore.attributes import Attributes
-from zarrcore.errors import NotFound, ReadOnlyError
+from zarrcore.errors import NotFound
 from zarrcore.metadata import ZARR_JSON, ZARRAY, ZATTRS, ZGROUP, ZMETADATA, ArrayMetadata, GroupMetadata, json_dumps
-from zarrcore.nodes import create_node, describe_location, node_from_documents, read_node, write_node
+from zarrcore.nodes import Node, create_node, describe_location, node_from_documents, read_node, write_node
 from zarrcore.storage.base import Store, join_key, validate_key
 
 __all__ = ["Group", "open_node", "consolidate"]
@@ -27,13 +27,13 @@ def open_node(store: Store, path: str, *, read_only: bool = True) -> Array | Gro
     return _node(store, path, read_node(store, path), read_only)
 
 
-class Group:
+class Group(Node):
     """A Zarr group. Children are found through consolidated metadata when present, else by listing."""
 
+    kind = "group"
+
     def __init__(self, store: Store, path: str, metadata: GroupMetadata, *, read_only: bool = False) -> None:
-        self.store = store
-        self.path = path.strip("/")
-        self.read_only = read_only
+        super().__init__(store, path, read_only=read_only)
         self._meta = metadata
         self._attrs = Attributes(metadata.attributes, self._save_attributes)
 
@@ -41,28 +41,8 @@ class Group:
     def metadata(self) -> GroupMetadata:
         return self._meta
 
-    @property
-    def zarr_format(self) -> int:
-        return self._meta.zarr_format
-
-    @property
-    def attrs(self) -> Attributes:
-        return self._attrs
-
-    @property
-    def url(self) -> str:
-        return describe_location(self.store, self.path)
-
-    @property
-    def name(self) -> str:
-        return "/" + self.path
-
     def __repr__(self) -> str:
         return f"<zarrcore.Group {self.url}>"
-
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise ReadOnlyError(f"group {self.url} is opened read-only; open it with mode='r+' to write")
 
     def _save_attributes(self, attrs: dict[str, Any]) -> None:
         self._check_writable()

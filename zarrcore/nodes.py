@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from zarrcore.errors import AlreadyExists, MetadataConflictError, MetadataError, NotFound
+from zarrcore.attributes import Attributes
+from zarrcore.errors import AlreadyExists, MetadataConflictError, MetadataError, NotFound, ReadOnlyError
 from zarrcore.metadata import (
     ZARR_JSON,
     ZARRAY,
@@ -21,9 +22,53 @@ from zarrcore.metadata import (
 )
 from zarrcore.storage.base import Store, join_key
 
-__all__ = ["read_node", "try_read_node", "create_node", "write_node", "describe_location", "node_from_documents"]
+__all__ = [
+    "Node",
+    "create_node",
+    "describe_location",
+    "node_from_documents",
+    "read_node",
+    "try_read_node",
+    "write_node",
+]
 
 NodeMetadata = ArrayMetadata | GroupMetadata
+
+
+class Node:
+    """What arrays and groups share: a place in a store, metadata, attributes and a read-only flag."""
+
+    #: "array" or "group", for messages.
+    kind = "node"
+    _meta: NodeMetadata
+    _attrs: Attributes
+
+    def __init__(self, store: Store, path: str, *, read_only: bool) -> None:
+        self.store = store
+        self.path = path.strip("/")
+        self.read_only = read_only
+
+    @property
+    def zarr_format(self) -> int:
+        return self._meta.zarr_format
+
+    @property
+    def attrs(self) -> Attributes:
+        """Attributes, persisted on every change."""
+        return self._attrs
+
+    @property
+    def url(self) -> str:
+        """The store URL plus the node's path (never holds credentials)."""
+        return describe_location(self.store, self.path)
+
+    @property
+    def name(self) -> str:
+        return "/" + self.path
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.kind} {self.url} is opened read-only; open it with mode='r+' to write")
 
 
 def describe_location(store: Store, path: str) -> str:
