@@ -473,9 +473,7 @@ class Array(Node):
                 mask = np.ones(self.chunks, dtype=bool)
                 mask[tuple(slice(0, n) for n in keep)] = False
                 chunk[mask] = self._meta.fill
-                encoded = None if not self.write_empty_chunks and is_fill(chunk, self._meta.fill) else (
-                    self._pipeline.encode(chunk))  # fmt: skip
-                self.write_chunk_bytes(idx, encoded)
+                self.write_chunk_bytes(idx, self._encode(idx, chunk))
         write_node(self.store, self.path, new_meta)
         self._set_metadata(new_meta)
 

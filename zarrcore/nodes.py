@@ -164,9 +164,7 @@ def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool 
     except (TypeError, ValueError) as exc:  # only attributes hold free-form values
         raise MetadataError(f"{where}: attributes must be JSON-serializable (no NaN or objects): {exc}") from None
     if overwrite:
-        for name in (ZARR_JSON, ZARRAY, ZGROUP, ZATTRS, ZMETADATA):
-            store.delete(join_key(path, name))
-        store.delete_prefix(path)
+        store.delete_prefix(path)  # the node's metadata documents included
     primary = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if isinstance(meta, ArrayMetadata) else ZGROUP)
     if not overwrite:
         existing = try_read_node(store, path)

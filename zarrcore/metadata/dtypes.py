@@ -83,7 +83,8 @@ def default_fill_value(dt: np.dtype) -> Any:
     return np.zeros((), dtype=dt)[()]
 
 
-def _float_to_json(x: float, zarr_format: int) -> Any:
+def float_to_json(x: float) -> Any:
+    """A float as metadata JSON: a number, or ``\"NaN\"`` / ``\"Infinity\"`` / ``\"-Infinity\"``."""
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
@@ -166,10 +167,10 @@ def encode_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
     if kind in "iu":
         return int(value)
     if kind == "f":
-        return _float_to_json(float(value), zarr_format)
+        return float_to_json(float(value))
     if kind == "c":
         c = complex(value)
-        return [_float_to_json(c.real, zarr_format), _float_to_json(c.imag, zarr_format)]
+        return [float_to_json(c.real), float_to_json(c.imag)]
     if kind in "Mm":
         return int(np.array(value, dtype=dt).view("i8"))
     raise UnsupportedDtypeError(f"no fill value encoding for {dt}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ from zarrcore.metadata.dtypes import (
     dtype_to_v2,
     dtype_to_v3,
     encode_fill_value,
+    float_to_json,
     parse_dtype,
 )
 
@@ -56,8 +56,7 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.floating):
-        f = float(obj)
-        return "NaN" if math.isnan(f) else ("Infinity" if f > 0 else "-Infinity") if math.isinf(f) else f
+        return float_to_json(float(obj))
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, np.ndarray):
