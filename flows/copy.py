@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.heartbeat import beating, heartbeat_flow
 from flows.landing import finish_targets, prepare_targets, write_targets
 from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL
 from flows.sources import ZarrSource
@@ -15,7 +15,7 @@ from flows.sources import ZarrSource
 __all__ = ["copy_array"]
 
 
-@flow(name="copy", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+@heartbeat_flow(name="copy", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
 def copy_array(
     source: StoreURL,
     destination: StoreURL,
@@ -40,7 +40,8 @@ def copy_array(
         storage_options: Non-secret options of the destination store.
         results_url: Where finished batches are recorded; default: inside the target array.
     """
-    spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
-    targets = prepare_targets(spec, destination, array, layout, storage_options, execution)
-    write_targets(targets, execution, results_url=results_url, key="copy")
-    return finish_targets(targets, destination, storage_options, execution, key="copy")
+    with beating():
+        spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
+        targets = prepare_targets(spec, destination, array, layout, storage_options, execution)
+        write_targets(targets, execution, results_url=results_url, key="copy")
+        return finish_targets(targets, destination, storage_options, execution, key="copy")

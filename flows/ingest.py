@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.heartbeat import beating, heartbeat_flow
 from flows.landing import finish_targets, prepare_targets, write_targets
 from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL
 from flows.sources import SourceSpec
@@ -15,7 +15,7 @@ from flows.sources import SourceSpec
 __all__ = ["ingest"]
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+@heartbeat_flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
 def ingest(
     source: SourceSpec,
     destination: StoreURL,
@@ -37,6 +37,7 @@ def ingest(
         storage_options: Non-secret options of the destination store (endpoint_url, region, ...).
         results_url: Where finished batches are recorded; default: inside the array (.zarrcore/results).
     """
-    targets = prepare_targets(source, destination, array, layout, storage_options, execution)
-    write_targets(targets, execution, results_url=results_url, key="ingest")
-    return finish_targets(targets, destination, storage_options, execution, key="ingest")
+    with beating():
+        targets = prepare_targets(source, destination, array, layout, storage_options, execution)
+        write_targets(targets, execution, results_url=results_url, key="ingest")
+        return finish_targets(targets, destination, storage_options, execution, key="ingest")

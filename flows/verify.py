@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import zarrcore
 from flows.batchrun import BatchOutcome, run_batches
+from flows.heartbeat import beating, heartbeat_flow
 from flows.ledger import Manifest, read_manifest
 from flows.params import ArrayPath, Execution, StorageOptions, StoreURL
 from flows.sources import SourceSpec
@@ -117,7 +118,7 @@ def report(checks: list[_Checked]) -> dict[str, Any]:
     return {"arrays": rows}
 
 
-@flow(name="verify", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+@heartbeat_flow(name="verify", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
 def verify(
     destination: StoreURL,
     array: ArrayPath = "data",
@@ -134,6 +135,7 @@ def verify(
         execution: Batching, concurrency and retries of the reads.
         storage_options: Non-secret options of the store.
     """
-    checks = open_checks(destination, array, source, storage_options)
-    check_chunks(checks, execution)
-    return report(checks)
+    with beating():
+        checks = open_checks(destination, array, source, storage_options)
+        check_chunks(checks, execution)
+        return report(checks)
