@@ -1,7 +1,7 @@
 """Where finished work is recorded: a Prefect result storage over any zarrcore store, and the
 completion manifest.
 
-* **The ledger.** Batch task results (per chunk: key, stored bytes, SHA-256 of the encoded chunk) are
+* **The ledger.** Batch task results (per chunk: key, stored bytes, content hash of the encoded chunk) are
   Prefect persisted results, kept by :class:`ZarrcoreResultStorage` under ``<array>/.zarrcore/results/``
   in the destination store itself by default. Every worker that can write the array can read the
   ledger, nothing needs configuring, and the ledger is deleted with the array (``overwrite``), so it
@@ -10,6 +10,11 @@ completion manifest.
   ``null`` for a chunk that holds only the fill value and is not stored). It is written once every
   batch has finished; ``verify`` checks the stored chunks against it. Keys under ``.zarrcore/`` are
   never chunk keys in either Zarr format, so zarr-python and other readers ignore them.
+
+The content hash is CRC-32C (``crc32c:<8 hex digits>``), the checksum cloud object stores use for
+integrity: hardware-accelerated (~25 GB/s here, against ~1.7 GB/s for SHA-256, which cost ~8% of a
+4 MiB-chunk ingest), and it catches corruption and accidental changes, not deliberate tampering.
+Manifests and ledger records of format 1 hold SHA-256 hex digests; they are still read and checked.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
+import crc32c
 from prefect.filesystems import WritableFileSystem
 from prefect.settings import PREFECT_API_URL
 from pydantic import Field
@@ -32,13 +38,27 @@ from zarrcore.errors import NotFound
 from zarrcore.metadata import json_loads
 from zarrcore.storage.base import Store, join_key
 
-__all__ = ["ZarrcoreResultStorage", "ledger_for", "Manifest", "write_manifest", "read_manifest", "MANIFEST"]
+__all__ = ["ZarrcoreResultStorage", "ledger_for", "Manifest", "write_manifest", "read_manifest", "MANIFEST",
+           "content_hash", "content_hash_like"]
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "zarrcore-manifest/1"
+MANIFEST_FORMAT = "zarrcore-manifest/2"
+#: Formats read: 1 recorded SHA-256 hex digests, 2 records ``crc32c:`` hashes (or either, after an upgrade).
+READABLE_FORMATS = ("zarrcore-manifest/1", MANIFEST_FORMAT)
+CRC32C_PREFIX = "crc32c:"
 
-#: One chunk's record: ``[key, stored bytes, sha256 hex]``; bytes 0 and hash ``None`` when not stored.
+#: One chunk's record: ``[key, stored bytes, content hash]``; bytes 0 and hash ``None`` when not stored.
 ChunkRecord = list[Any]
+
+
+def content_hash(data: Any) -> str:
+    """The content hash of stored chunk bytes (any buffer): ``crc32c:`` and 8 hex digits."""
+    return f"{CRC32C_PREFIX}{crc32c.crc32c(data):08x}"
+
+
+def content_hash_like(recorded: str, data: Any) -> str:
+    """The hash of ``data`` computed as ``recorded`` was: CRC-32C, or SHA-256 for records of format 1."""
+    return content_hash(data) if recorded.startswith(CRC32C_PREFIX) else hashlib.sha256(data).hexdigest()
 
 
 @functools.lru_cache(maxsize=32)
@@ -121,7 +141,7 @@ def _saved(storage: ZarrcoreResultStorage, name: str, api: str) -> ZarrcoreResul
 
 @dataclass(frozen=True)
 class Manifest:
-    """Chunk key -> ``(stored bytes, sha256)``, or ``None`` for a chunk not stored (fill value only)."""
+    """Chunk key -> ``(stored bytes, content hash)``, or ``None`` for a chunk not stored (fill value only)."""
 
     array: str
     fingerprint: str
@@ -146,7 +166,7 @@ def write_manifest(target: TargetRef, records: list[ChunkRecord]) -> Manifest:
         "array": manifest.array,
         "metadata_fingerprint": manifest.fingerprint,
         "incarnation": manifest.incarnation,
-        "hash": "sha256 of the stored (encoded) chunk bytes",
+        "hash": "crc32c of the stored (encoded) chunk bytes, as crc32c:<8 hex>; a 64-hex-digit value is a sha256",
         "chunks": {k: (list(v) if v else None) for k, v in chunks.items()},
     }
     store = _store(target.url, json.dumps(target.storage_options, sort_keys=True))
@@ -161,7 +181,7 @@ def read_manifest(store: Store, path: str) -> Manifest | None:
         doc = json_loads(store.get(key), key)
     except NotFound:
         return None
-    if doc.get("format") != MANIFEST_FORMAT:
+    if doc.get("format") not in READABLE_FORMATS:
         raise ValueError(f"{key}: unknown manifest format {doc.get('format')!r}")
     chunks = {k: (int(v[0]), str(v[1])) if v else None for k, v in doc["chunks"].items()}
     return Manifest(doc["array"], doc["metadata_fingerprint"], doc.get("incarnation", ""), chunks)

@@ -1,7 +1,7 @@
 """The batch tasks and their policy: retries for transient errors only, caching as idempotency.
 
 ``write_chunk_batch`` writes a run of consecutive chunks and returns a tiny result (per chunk: key,
-stored bytes, SHA-256 of the encoded bytes). Its cache key is independent of the flow run: the array's
+stored bytes, CRC-32C of the encoded bytes). Its cache key is independent of the flow run: the array's
 identity and incarnation, its metadata fingerprint, the batch's chunk range and a fingerprint of the
 source data for those chunks. With results persisted to the ledger (:mod:`flows.ledger`), a rerun
 finds every finished batch there and Prefect marks it ``Cached`` without running it; a batch whose
@@ -25,7 +25,7 @@ from prefect.tasks import Task, exponential_backoff
 from pydantic import BaseModel, ConfigDict
 
 import zarrcore
-from flows.ledger import write_manifest
+from flows.ledger import content_hash, content_hash_like, write_manifest
 from flows.params import Execution
 from flows.sources import SourceSpec
 from flows.targets import ChunkBatch, TargetRef, create_target
@@ -108,10 +108,6 @@ def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any
     return is_retryable(exc) or isinstance(exc, TimeoutError)
 
 
-def _sha256(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @task(
     name="write-chunk-batch",
     task_run_name="write chunks {job.batch.start}-{job.batch.stop}",
@@ -124,7 +120,7 @@ def _sha256(data: bytes | memoryview) -> str:
     result_serializer="json",
 )
 def write_chunk_batch(job: BatchJob) -> dict[str, Any]:
-    """Write the batch's chunks (each one atomic PUT) and return ``{"chunks": [[key, bytes, sha256]], "raw": n}``."""
+    """Write the batch's chunks (each one atomic PUT); return ``{"chunks": [[key, bytes, hash]], "raw": n}``."""
     array = job.target.open()
     reader = job.source.open()
     records: list[list[Any]] = []
@@ -142,7 +138,7 @@ def write_chunk_batch(job: BatchJob) -> dict[str, Any]:
         except Exception as exc:
             raise ChunkError(index, exc, key=array.chunk_key(index)) from exc
         raw += data.nbytes
-        records.append([key, 0, None] if encoded is None else [key, memoryview(encoded).nbytes, _sha256(encoded)])
+        records.append([key, 0, None] if encoded is None else [key, memoryview(encoded).nbytes, content_hash(encoded)])
     return {"chunks": records, "raw": raw}
 
 
@@ -186,8 +182,10 @@ def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
             mismatches.append([key, "missing: the manifest records a stored chunk"])
         elif stored is not None and expected is None:
             mismatches.append([key, "unexpected: the manifest records a fill-value chunk (not stored)"])
-        elif stored is not None and expected is not None and _sha256(stored) != expected[1]:
-            mismatches.append([key, f"content hash {_sha256(stored)[:12]} != recorded {expected[1][:12]}"])
+        elif stored is not None and expected is not None and (seen := content_hash_like(expected[1], stored)) != (
+            recorded := expected[1]
+        ):
+            mismatches.append([key, f"content hash {seen} != recorded {recorded}"])
         elif reader is not None:
             region = array.chunk_region(index)
             want = np.asarray(reader.read(region)).astype(array.dtype, copy=False)

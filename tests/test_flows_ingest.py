@@ -4,10 +4,12 @@ its batches, bad parameters fail before any write, and verify catches what does 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
+import crc32c
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -230,6 +232,42 @@ def test_verify_lists_every_chunk_that_does_not_match(tmp_path: Path, source: tu
     np.save(path, changed)
     state, _ = run_flow(verify, destination=str(dest), array="a", source=spec, execution=FAST)
     assert "c/0/0: data differs from the source" in str(state.result(raise_on_failure=False))
+
+
+def test_manifest_hashes_are_crc32c_and_format_1_sha256_manifests_still_verify(
+        tmp_path: Path, source: tuple[Path, np.ndarray]) -> None:  # fmt: skip
+    path, _ = source
+    dest = tmp_path / "out.zarr"
+    assert run_flow(ingest, source={"kind": "npy", "path": str(path)}, destination=str(dest), array="a",
+                    layout={"chunks": [20, 15]}, execution=FAST)[0].is_completed()  # fmt: skip
+    manifest_file = dest / "a" / ".zarrcore" / "manifest.json"
+    doc = json.loads(manifest_file.read_bytes())
+    assert doc["format"] == "zarrcore-manifest/2"
+    stored = {key: (dest / "a" / key).read_bytes() for key, rec in doc["chunks"].items() if rec}
+    assert len(stored) == 8
+    assert {key: rec for key, rec in doc["chunks"].items() if rec} == {
+        key: [len(raw), f"crc32c:{crc32c.crc32c(raw):08x}"] for key, raw in stored.items()}  # fmt: skip
+
+    # A manifest written by format 1 recorded SHA-256 hex digests: verify still checks it, chunk by chunk.
+    doc["format"] = "zarrcore-manifest/1"
+    doc["chunks"] = {key: ([len(stored[key]), hashlib.sha256(stored[key]).hexdigest()] if rec else None)
+                     for key, rec in doc["chunks"].items()}  # fmt: skip
+    manifest_file.write_text(json.dumps(doc))
+    state, _ = run_flow(verify, destination=str(dest), array="a", execution=FAST)
+    assert state.is_completed() and state.result()["arrays"][0]["chunks_checked"] == 9
+    corrupt = dest / "a" / "c" / "0" / "1"
+    raw = bytearray(corrupt.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    corrupt.write_bytes(bytes(raw))
+    state, _ = run_flow(verify, destination=str(dest), array="a", execution=FAST)
+    error = str(state.result(raise_on_failure=False))
+    assert state.is_failed() and "1 chunks do not match" in error and "c/0/1" in error
+    assert hashlib.sha256(bytes(raw)).hexdigest() in error  # the hash seen, computed the way it was recorded
+    doc["format"] = "zarrcore-manifest/9"
+    manifest_file.write_text(json.dumps(doc))
+    state, _ = run_flow(verify, destination=str(dest), array="a", execution=FAST)
+    assert state.is_failed() and "unknown manifest format 'zarrcore-manifest/9'" in str(
+        state.result(raise_on_failure=False))  # fmt: skip
 
 
 def test_verify_needs_a_finished_ingest(tmp_path: Path) -> None:
