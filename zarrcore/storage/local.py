@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import stat
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -43,12 +44,22 @@ def _read_all(path: str) -> bytes:
 #: Temporary files carry this prefix; listings skip them.
 TMP_PREFIX = ".zarrcore-tmp-"
 
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NAMED_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
+_TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | _CLOEXEC
+#: Unnamed files need O_TMPFILE (Linux 3.11+) and /proc to name them by their descriptor.
+UNNAMED_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+#: How open(O_TMPFILE) says that the file system (or kernel) has no unnamed files.
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
+
 
 class LocalStore(Store):
-    """Keys map to files below ``root``. Every write goes through :meth:`_atomic_write`.
+    """Keys map to files below ``root``. Every write is atomic: the bytes go to a file with no name
+    (Linux ``O_TMPFILE``) or a temporary name first, and the whole file is then linked or renamed
+    into place, so a reader sees the old or the new object, never part of one.
 
-    ``fsync=True`` also flushes each file to disk before it is renamed into place (durable across
-    power loss, slower); without it a killed process still never leaves a torn object.
+    ``fsync=True`` also flushes each file to disk before it is published (durable across power
+    loss, slower); without it a killed process still never leaves a torn object.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False, read_only: bool = False) -> None:
@@ -56,6 +67,8 @@ class LocalStore(Store):
         self._root = str(self.root)
         self.fsync = fsync
         self.read_only = read_only
+        #: Whether puts write an unnamed file (O_TMPFILE) and link it, rather than a named temporary.
+        self._unnamed = UNNAMED_FILES
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> LocalStore:
@@ -102,25 +115,6 @@ class LocalStore(Store):
         except OSError as exc:
             raise self._error(exc, key) from exc
 
-    @contextlib.contextmanager
-    def _atomic_write(self, path: str) -> Iterator[tuple[int, str]]:
-        """Yield ``(fd, temp_path)`` of a temp file beside ``path``; the caller publishes it (renames
-        it away); whatever is left of it afterwards is removed."""
-        folder = os.path.dirname(path)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
-        except FileNotFoundError:  # the folder is made on first use only: one syscall less per put
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
-        try:
-            yield fd, tmp
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            if os.path.lexists(tmp):  # still there after an error, or after link() in create mode
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-
     def _writable(self, key: str) -> None:
         if self.read_only:
             raise ReadOnlyError(f"store {self.url} is read-only; cannot write {key!r}", key=key, store=self.url)
@@ -128,28 +122,111 @@ class LocalStore(Store):
     def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
         path = self._path(key)
         self._writable(key)
+        view = memoryview(data).cast("B")
         try:
-            with self._atomic_write(path) as (fd, tmp):
-                view = memoryview(data).cast("B")
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                if self.fsync:
-                    os.fsync(fd)
-                if mode == "create":
-                    # link() refuses an existing target: the check and the publish are one syscall.
-                    try:
-                        os.link(tmp, path)
-                    except FileExistsError:
-                        raise AlreadyExists(
-                            f"key {key!r} already exists in {self.url}", key=key, store=self.url
-                        ) from None
-                else:
-                    os.replace(tmp, path)
+            if not (self._unnamed and self._put_unnamed(path, view, mode, key)):
+                self._put_named(path, view, mode, key)
         except AlreadyExists:
             raise
         except OSError as exc:
             raise self._error(exc, key) from exc
+
+    def _fill(self, fd: int, view: memoryview) -> None:
+        while view:
+            view = view[os.write(fd, view) :]
+        if self.fsync:
+            os.fsync(fd)
+
+    def _exists(self, key: str) -> AlreadyExists:
+        return AlreadyExists(f"key {key!r} already exists in {self.url}", key=key, store=self.url)
+
+    def _put_unnamed(self, path: str, view: memoryview, mode: PutMode, key: str) -> bool:
+        """Write an unnamed file in the target's folder (``O_TMPFILE``), then give it its name with
+        one ``link``. The inode is allocated without the folder's lock, which other writers in that
+        folder need; a killed writer leaves nothing behind. Returns False if the file system refuses
+        unnamed files (the store then uses :meth:`_put_named` from now on)."""
+        folder = os.path.dirname(path)
+        try:
+            fd = os.open(folder, _TMPFILE_FLAGS, 0o666)
+        except FileNotFoundError:  # the folder is made on first use only: one syscall less per put
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(folder, _TMPFILE_FLAGS, 0o666)
+        except OSError as exc:
+            if exc.errno not in _NO_TMPFILE:
+                raise
+            self._unnamed = False
+            return False
+        try:
+            self._fill(fd, view)
+            # linkat(AT_SYMLINK_FOLLOW) on the /proc link names the open file (os.link only passes
+            # that flag when given a dir fd; an absolute source path makes the kernel ignore it).
+            source = f"/proc/self/fd/{fd}"
+            try:
+                os.link(source, path, src_dir_fd=fd)
+                return True
+            except FileExistsError:
+                if mode == "create":
+                    raise self._exists(key) from None
+            # Replacing an object: a temporary name, then a rename over the old file.
+            tmp = self._new_temp(folder, lambda name: os.link(source, name, src_dir_fd=fd))
+            self._publish_temp(tmp, path)
+            return True
+        finally:
+            os.close(fd)
+
+    def _put_named(self, path: str, view: memoryview, mode: PutMode, key: str) -> None:
+        """Write a named temporary file beside ``path``, then link (create) or rename (overwrite) it."""
+        folder = os.path.dirname(path)
+        fds: list[int] = []
+
+        def create(name: str) -> None:
+            fds.append(os.open(name, _NAMED_FLAGS, 0o666))
+
+        try:
+            tmp = self._new_temp(folder, create)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            tmp = self._new_temp(folder, create)
+        try:
+            try:
+                self._fill(fds[0], view)
+            finally:
+                os.close(fds[0])
+            if mode == "create":
+                # link() refuses an existing target: the check and the publish are one syscall.
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise self._exists(key) from None
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _new_temp(folder: str, make: Callable[[str], None]) -> str:
+        """``make`` a fresh temporary name in ``folder`` (retried on the rare name clash); returns it."""
+        for _ in range(100):
+            tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(8))
+            try:
+                make(tmp)
+                return tmp
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"no free temporary name in {folder}")
+
+    @staticmethod
+    def _publish_temp(tmp: str, path: str) -> None:
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -1,0 +1,119 @@
+"""How LocalStore publishes a file: an unnamed file (O_TMPFILE) linked into place where the file
+system has them, else a named temporary renamed into place. Both give the same files, the same
+errors, and leave no temporary file behind."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zarrcore
+from zarrcore.errors import AlreadyExists, StoreError
+from zarrcore.storage.local import TMP_PREFIX, UNNAMED_FILES, LocalStore
+
+WAYS = [pytest.param(True, id="unnamed"), pytest.param(False, id="named")]
+
+
+def store_for(root: Path, unnamed: bool, **options: bool) -> LocalStore:
+    if unnamed and not UNNAMED_FILES:
+        pytest.skip("no O_TMPFILE or /proc here")
+    store = LocalStore(root, **options)
+    store._unnamed = unnamed
+    return store
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file below ``root``: its bytes and permission bits."""
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def scenario(store: LocalStore) -> None:
+    store.put("zarr.json", b"{}", mode="create")
+    store.put("c/0/0", b"first")
+    store.put("c/0/0", memoryview(b"second, longer"))  # replaces
+    store.put("c/0/1", bytearray(b"x" * 100_000))
+    store.put("c/1/0", b"", mode="create")
+    store.put("deep/er/still/key", np.arange(1000, dtype="int32").data)
+    store.put("c/1/0", b"replaced an empty one")
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_both_ways_make_the_same_files(tmp_path: Path, fsync: bool) -> None:
+    if not UNNAMED_FILES:
+        pytest.skip("no O_TMPFILE or /proc here")
+    results = []
+    for unnamed in (True, False):
+        root = tmp_path / str(unnamed)
+        scenario(store_for(root, unnamed, fsync=fsync))
+        results.append(snapshot(root))
+    assert results[0] == results[1]
+    assert sorted(results[0]) == ["c/0/0", "c/0/1", "c/1/0", "deep/er/still/key", "zarr.json"]
+    assert results[0]["c/0/0"][0] == b"second, longer"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {mode for _, mode in results[0].values()} == {0o666 & ~umask}  # like any file the user makes
+
+
+@pytest.mark.parametrize("unnamed", WAYS)
+def test_create_mode_refuses_an_existing_key_and_keeps_it(tmp_path: Path, unnamed: bool) -> None:
+    store = store_for(tmp_path, unnamed)
+    store.put("a/k", b"first", mode="create")
+    with pytest.raises(AlreadyExists, match="'a/k'"):
+        store.put("a/k", b"second", mode="create")
+    assert snapshot(tmp_path).keys() == {"a/k"}
+    assert store.get("a/k") == b"first"
+
+
+@pytest.mark.parametrize("unnamed", WAYS)
+def test_failed_puts_raise_store_errors_and_leave_nothing(tmp_path: Path, unnamed: bool) -> None:
+    store = store_for(tmp_path, unnamed)
+    store.put("dir/key", b"x")
+    with pytest.raises(StoreError, match="'dir'"):
+        store.put("dir", b"over a folder")
+    with pytest.raises(StoreError, match="'dir/key/below'"):
+        store.put("dir/key/below", b"under a file")
+    with pytest.raises(AlreadyExists):
+        store.put("dir", b"over a folder", mode="create")
+    assert snapshot(tmp_path) == {"dir/key": (b"x", snapshot(tmp_path)["dir/key"][1])}
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(TMP_PREFIX)]
+
+
+@pytest.mark.parametrize("unnamed", WAYS)
+def test_concurrent_writers_of_one_key_and_of_new_keys(tmp_path: Path, unnamed: bool) -> None:
+    store = store_for(tmp_path, unnamed)
+    versions = [bytes([i]) * 50_000 for i in range(6)]
+
+    def writer(i: int) -> None:
+        for n in range(20):
+            store.put("same", versions[i])
+            store.put(f"new/{i}/{n}", versions[i])
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(versions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get("same") in versions
+    assert all(store.get(f"new/{i}/{n}") == versions[i] for i in range(6) for n in range(20))
+    assert len(snapshot(tmp_path)) == 1 + 6 * 20
+
+
+@pytest.mark.parametrize("unnamed", WAYS)
+def test_arrays_written_either_way_read_back_in_zarr_python(tmp_path: Path, unnamed: bool) -> None:
+    zarr = pytest.importorskip("zarr")
+    store = store_for(tmp_path / "a.zarr", unnamed)
+    data = np.arange(64 * 48, dtype="float32").reshape(64, 48)
+    a = zarrcore.create(store, shape=data.shape, chunks=(16, 16), dtype="float32", fill_value=0)
+    a[...] = data
+    a[...] = data + 1  # every chunk replaced
+    assert np.array_equal(zarr.open_array(str(tmp_path / "a.zarr"), mode="r")[...], data + 1)
+    assert not [p for p in (tmp_path / "a.zarr").rglob("*") if p.name.startswith(TMP_PREFIX)]
