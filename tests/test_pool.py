@@ -3,6 +3,7 @@ nested calls from pool threads finish, and each kind of store gets its pool."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -108,3 +109,36 @@ def test_slicing_a_local_array_is_exact_on_the_cpu_pool(tmp_path: Path, cpu_thre
     a[...] = data
     np.testing.assert_array_equal(a[...], data)
     np.testing.assert_array_equal(a[17:250:3, 5:190], data[17:250:3, 5:190])
+
+
+def test_row_batches_keep_rows_together_and_interleave_them() -> None:
+    items = [(r, c) for r in range(6) for c in range(10)]
+    batches = _pool.row_batches(items, lambda i: i[0], workers=1)
+    assert sorted(i for b in batches for i in b) == items  # every item once
+    assert all(len({r for r, _ in b}) == 1 for b in batches)  # a batch is one row
+    assert [b[0][0] for b in batches] == list(range(6))  # enough rows: one batch per row
+    few = _pool.row_batches(items[:20], lambda i: i[0], workers=2)  # 2 rows, 2 threads: rows are cut
+    assert sorted(i for b in few for i in b) == items[:20]
+    assert len(few) == 8 and all(len({r for r, _ in b}) == 1 for b in few)
+    assert all(a[0][0] != b[0][0] for a, b in itertools.pairwise(few))  # neighbours differ in row
+    assert _pool.row_batches([], lambda i: i, workers=2) == []
+
+
+def test_rows_spread_over_threads_on_local_disk(tmp_path: Path, cpu_threads: int) -> None:
+    """Slicing a local array runs whole rows of chunks per thread, and writes and reads every chunk."""
+    a = zarrcore.create(str(tmp_path / "a.zarr"), shape=(40, 50), chunks=(4, 5), dtype="int32", fill_value=0)
+    data = np.arange(2000, dtype="int32").reshape(40, 50) + 1
+    rows: dict[int, set[int]] = {}
+    lock = threading.Lock()
+    put = a.store.put
+
+    def watched(key: str, value: bytes, **kw: object) -> None:
+        with lock:
+            rows.setdefault(int(key.split("/")[-2]), set()).add(threading.get_ident())
+        put(key, value, **kw)  # type: ignore[arg-type]
+
+    a.store.put = watched  # type: ignore[method-assign]
+    a[...] = data
+    assert sorted(rows) == list(range(10)) and all(len(t) == 1 for t in rows.values())
+    assert np.array_equal(a[...], data)
+    assert np.array_equal(a[3:37, 7:44], data[3:37, 7:44])

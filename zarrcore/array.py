@@ -28,6 +28,11 @@ ChunkIndex = tuple[int, ...]
 _PROBE_SIZE = 1 << 14
 
 
+def _row(p: Projection) -> ChunkIndex:
+    """A chunk's row: its index without the last dimension (its folder, with the '/' key separator)."""
+    return p.index[:-1]
+
+
 def _normalize_shape(value: Any, name: str) -> tuple[int, ...]:
     if isinstance(value, int | np.integer):
         value = (int(value),)
@@ -404,7 +409,7 @@ class Array(Node):
             else:
                 out[p.out_selection] = chunk[p.chunk_selection]
 
-        run_all(read, self._grid.project(sel), self.store)
+        run_all(read, self._grid.project(sel), self.store, row=_row)
         return out[()] if out.ndim == 0 else out
 
     def __setitem__(self, selection: Any, value: Any) -> None:
@@ -433,7 +438,7 @@ class Array(Node):
                 chunk[p.chunk_selection] = value[p.out_selection]
             self._put(p.index, self._encode(p.index, chunk))
 
-        run_all(write, self._grid.project(sel), self.store)
+        run_all(write, self._grid.project(sel), self.store, row=_row)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self[...]
