@@ -3,11 +3,18 @@
     python -m bench.s3_io                        # 256 MiB, 4 MiB chunks, zstd level 1
     python -m bench.s3_io --chunk-kib 256 --size-mib 64
     python -m bench.s3_io --quick
+    python -m bench.s3_io --unsigned-payload     # every contender skips the SHA-256 of each body
 
 Contenders, all with the same number of requests in flight (``--concurrency``, default 16):
 zarrcore's S3Store (boto3), zarr-python on obstore, and raw boto3 PUT/GET of the very objects the
 codec produces (encoded before timing) from a thread pool: the server's ceiling. The moto server
 runs in its own process, started here and stopped by its PID; every run gets a fresh bucket.
+
+Client settings: zarrcore and zarr-python run with their defaults (both sign a SHA-256 of every body
+over http, neither adds a CRC) and the ceiling with botocore's defaults (SHA-256 and a CRC32 of every
+body). ``--unsigned-payload`` sends ``UNSIGNED-PAYLOAD`` from every contender (zarrcore
+``payload_signing=False``, obstore ``unsigned_payload``) and gives the ceiling zarrcore's client
+settings exactly (no CRC either), so that the three are compared with identical client work.
 """
 
 from __future__ import annotations
@@ -89,11 +96,17 @@ def reset(endpoint: str) -> None:
     urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset", method="POST"), timeout=30).read()
 
 
-def boto3_client(endpoint: str, pool: int) -> Any:
+def boto3_client(endpoint: str, pool: int, unsigned: bool = False) -> Any:
+    """botocore's defaults, or with ``unsigned`` zarrcore's S3Store settings with ``payload_signing=False``."""
     import boto3
     from botocore.config import Config
 
-    cfg = Config(max_pool_connections=pool, retries={"total_max_attempts": 1}, s3={"addressing_style": "path"})
+    s3: dict[str, Any] = {"addressing_style": "path"}
+    lean: dict[str, Any] = {}
+    if unsigned:
+        s3["payload_signing_enabled"] = False
+        lean = {"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
+    cfg = Config(max_pool_connections=pool, retries={"total_max_attempts": 1}, s3=s3, **lean)
     return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=KEY,
                         aws_secret_access_key=SECRET, config=cfg)  # fmt: skip
 
@@ -106,7 +119,7 @@ class Boto3Ceiling:
     def __init__(self, a: dict[str, Any], data: np.ndarray) -> None:
         import numcodecs
 
-        self.client = boto3_client(a["endpoint"], a["concurrency"] + 4)
+        self.client = boto3_client(a["endpoint"], a["concurrency"] + 4, a["unsigned"])
         self.bucket, self.concurrency = a["bucket"], a["concurrency"]
         chunks = tuple(a["chunks"])
         grid = [s // c for s, c in zip(data.shape, chunks, strict=True)]
@@ -149,8 +162,8 @@ class Zarrcore:
 
         set_io_concurrency(a["concurrency"])
         store = S3Store(a["bucket"], "a.zarr", endpoint_url=a["endpoint"], region=REGION, access_key_id=KEY,
-                        secret_access_key=SECRET, addressing_style="path",
-                        max_pool_connections=a["concurrency"] + 4)  # fmt: skip
+                        secret_access_key=SECRET, addressing_style="path", max_pool_connections=a["concurrency"] + 4,
+                        payload_signing=False if a["unsigned"] else None)  # fmt: skip
         self.array = zarrcore.create(store, shape=data.shape, chunks=tuple(a["chunks"]), dtype="float32",
                                      codecs=CODECS[a["codec"]], fill_value=0)  # fmt: skip
 
@@ -173,7 +186,8 @@ class ZarrPython:
         zarr.config.set({"async.concurrency": a["concurrency"]})
         s3 = obstore.store.S3Store(a["bucket"], prefix="a.zarr", endpoint=a["endpoint"], access_key_id=KEY,
                                    secret_access_key=SECRET, region=REGION,
-                                   client_options={"allow_http": True})  # fmt: skip
+                                   client_options={"allow_http": True},
+                                   **({"unsigned_payload": True} if a["unsigned"] else {}))  # fmt: skip
         self.array = zarr.create_array(zarr.storage.ObjectStore(s3), shape=data.shape, chunks=tuple(a["chunks"]),
                                        dtype="float32", fill_value=0, zarr_format=3,
                                        **zarr_python_codecs(a["codec"]))  # fmt: skip
@@ -207,13 +221,13 @@ def worker(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(*, chunk_kib: int, size_mib: float, codecs: list[str], contenders: list[str], repeat: int,
-        concurrency: int, quiet_wait: float = 0.0) -> tuple[list[Row], str]:  # fmt: skip
+        concurrency: int, quiet_wait: float = 0.0, unsigned: bool = False) -> tuple[list[Row], str]:  # fmt: skip
     shape, chunks = square_shape(size_mib), chunk_shape(chunk_kib)
     n = (shape[0] // chunks[0]) * (shape[1] // chunks[1])
     case = f"s3 {chunk_kib} KiB chunks"
     title = (f"{case}: moto on 127.0.0.1, float32 {shape[0]}x{shape[1]} ({shape[0] * shape[1] * 4 / MiB:.0f} MiB), "
              f"chunks {chunks[0]}x{chunks[1]} ({chunk_kib} KiB, {n} objects), {concurrency} requests in flight, "
-             f"best of {repeat}")  # fmt: skip
+             f"{'unsigned payloads, ' if unsigned else ''}best of {repeat}")  # fmt: skip
     print(f"[{title}]", file=sys.stderr, flush=True)
     with workdir() as tmp, moto_server() as endpoint:
         source = source_file(tmp, shape)
@@ -222,7 +236,7 @@ def run(*, chunk_kib: int, size_mib: float, codecs: list[str], contenders: list[
             reset(endpoint)
             return {"contender": name, "codec": codec, "chunks": chunks, "source": str(source), "endpoint": endpoint,
                     "bucket": f"bench-{uuid.uuid4().hex[:12]}", "concurrency": concurrency,
-                    "verify": rnd == 0}  # fmt: skip
+                    "verify": rnd == 0, "unsigned": unsigned}  # fmt: skip
 
         rows = run_rounds("bench.s3_io", case, codecs, contenders, repeat, args, quiet_wait=quiet_wait)
         reset(endpoint)
@@ -242,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quiet-wait", type=float, default=15.0)
     p.add_argument("--quick", action="store_true", help="smoke run: 32 MiB, one round")
+    p.add_argument("--unsigned-payload", action="store_true",
+                   help="every contender sends UNSIGNED-PAYLOAD (no SHA-256 of each body); the boto3 ceiling "
+                        "then runs zarrcore's client settings")  # fmt: skip
     p.add_argument("--json")
     a = p.parse_args(argv)
     if a.worker:
@@ -251,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         a.size_mib, a.repeat, a.quiet_wait = 32, 1, 0
     rows, title = run(chunk_kib=a.chunk_kib, size_mib=a.size_mib, codecs=a.codecs.split(","),
                       contenders=a.contenders.split(","), repeat=a.repeat, concurrency=a.concurrency,
-                      quiet_wait=a.quiet_wait)  # fmt: skip
+                      quiet_wait=a.quiet_wait, unsigned=a.unsigned_payload)  # fmt: skip
     print(format_table(rows, REFS, title=title))
     if a.json:
         save_rows(rows, a.json)

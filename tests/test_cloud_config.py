@@ -4,6 +4,7 @@ missing SDKs, and secrets that never leak into repr, URLs, errors, logs or telem
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import subprocess
 import sys
@@ -19,7 +20,15 @@ import pytest
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.servers import REPO, AzureServer, GCSServer, S3Server, free_port
 from zarrcore import telemetry
-from zarrcore.errors import AccessDenied, InvalidKey, NotFound, ReadOnlyError, StoreError, TransientStoreError
+from zarrcore.errors import (
+    AccessDenied,
+    AlreadyExists,
+    InvalidKey,
+    NotFound,
+    ReadOnlyError,
+    StoreError,
+    TransientStoreError,
+)
 from zarrcore.retry import NO_RETRY, RetryPolicy
 from zarrcore.storage import open_store
 from zarrcore.storage.azure import AzureBlobStore
@@ -449,3 +458,44 @@ def test_s3_checksum_setting(s3_server: S3Server, s3_bucket: str, checksums: str
 def test_s3_checksum_setting_is_validated(s3_server: S3Server, s3_bucket: str) -> None:
     with pytest.raises(ValueError, match="checksums"):
         s3_server.store(s3_bucket, "crc", checksums="always")
+
+
+@pytest.mark.parametrize("payload_signing", [None, True, False])
+def test_s3_payload_signing_setting(s3_server: S3Server, s3_bucket: str, payload_signing: bool | None) -> None:
+    """Over plain http botocore signs a SHA-256 of every body unless ``payload_signing=False``, which
+    sends ``UNSIGNED-PAYLOAD``; the server accepts either, and create-only writes stay create-only."""
+    store = s3_server.store(s3_bucket, "sig", payload_signing=payload_signing)
+    sent: list[str] = []
+    events = store._client.meta.events
+    events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(request.headers["X-Amz-Content-SHA256"])
+    )
+    body = b"payload" * 1000
+    store.put("k", body)
+    store.put("c", body, mode="create")
+    with pytest.raises(AlreadyExists):
+        store.put("c", b"other", mode="create")
+    assert store.get("k") == body and store.get("c") == body
+    expected = "UNSIGNED-PAYLOAD" if payload_signing is False else hashlib.sha256(body).hexdigest()
+    assert [h.decode() if isinstance(h, bytes) else h for h in sent[:2]] == [expected, expected]
+
+
+def test_s3_payload_signing_is_validated(s3_server: S3Server, s3_bucket: str) -> None:
+    with pytest.raises(ValueError, match="payload_signing"):
+        s3_server.store(s3_bucket, "sig", payload_signing="no")
+
+
+@pytest.mark.parametrize("checksums", ["when_required", "when_supported"])
+def test_s3_put_sends_its_bytes(s3_server: S3Server, s3_bucket: str, checksums: str) -> None:
+    """A PUT hands botocore the chunk's bytes as they are (not a BytesIO copied out block by block),
+    so no Expect: 100-continue round trip precedes the body, and the object arrives whole."""
+    store = s3_server.store(s3_bucket, "bytes", checksums=checksums)
+    sent: list[tuple[Any, dict[str, Any]]] = []
+    events = store._client.meta.events
+    events.register("before-send.s3.PutObject", lambda request, **_: sent.append((request.body, dict(request.headers))))
+    body = bytes(range(256)) * 4096  # 1 MiB
+    store.put("k", body)
+    store.put("c", body, mode="create")
+    assert store.get("k") == body and store.get("c") == body
+    assert [b for b, _ in sent] == [body, body]
+    assert all("Expect" not in headers for _, headers in sent)

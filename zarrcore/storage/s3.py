@@ -35,6 +35,7 @@ try:
     import botocore.exceptions as bx
     from botocore import UNSIGNED
     from botocore.config import Config
+    from botocore.handlers import convert_body_to_file_like_object
 except ImportError as exc:
     raise missing_sdk("boto3", "s3") from exc
 
@@ -53,6 +54,10 @@ class S3Store(CloudStore):
     CRC checksums to requests and validates them on responses: ``"when_required"`` (the default, as
     botocore did before 1.36, and what S3-compatible servers that reject the newer headers need) or
     ``"when_supported"``. Chunk integrity end to end is the flows' content-hash manifest either way.
+    ``payload_signing`` sets whether the SigV4 signature covers a SHA-256 of each request body: ``None``
+    (the default) leaves botocore's rule (signed over http, and over https unless a checksum header is
+    sent); ``False`` sends ``UNSIGNED-PAYLOAD`` and saves hashing every body (over https TLS still
+    protects it; over plain http only ``checksums="when_supported"`` does); ``True`` always signs.
     """
 
     scheme = "s3"
@@ -79,12 +84,15 @@ class S3Store(CloudStore):
         read_only: bool = False,
         list_page_size: int = 1000,
         checksums: Literal["when_required", "when_supported"] = "when_required",
+        payload_signing: bool | None = None,
     ) -> None:
         super().__init__(bucket, prefix, retry=retry, read_only=read_only, list_page_size=list_page_size)
         if checksums not in ("when_required", "when_supported"):
             raise ValueError(f"checksums must be 'when_required' or 'when_supported', got {checksums!r}")
         if addressing_style not in (None, "auto", "path", "virtual"):
             raise ValueError(f"addressing_style must be 'auto', 'path' or 'virtual', got {addressing_style!r}")
+        if payload_signing not in (None, True, False):
+            raise ValueError(f"payload_signing must be None, True or False, got {payload_signing!r}")
         register_secret(
             access_key_id,
             secret_access_key,
@@ -94,6 +102,8 @@ class S3Store(CloudStore):
         s3_options: dict[str, Any] = {"use_accelerate_endpoint": use_accelerate_endpoint}
         if addressing_style:
             s3_options["addressing_style"] = addressing_style
+        if payload_signing is not None:
+            s3_options["payload_signing_enabled"] = payload_signing
         config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=connect_timeout,
@@ -112,6 +122,10 @@ class S3Store(CloudStore):
             profile_name=profile,
         )
         self._client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        # botocore wraps a bytes body in a BytesIO, then copies it out block by block for the SHA-256
+        # and again for the socket, after an Expect: 100-continue round trip. As bytes it is hashed in
+        # place and sent with one sendall; our retries send the same bytes again.
+        self._client.meta.events.unregister("before-parameter-build.s3.PutObject", convert_body_to_file_like_object)
         self.endpoint_url: str = self._client.meta.endpoint_url
         self.region: str | None = self._client.meta.region_name
         self._protect_logs()
