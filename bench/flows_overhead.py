@@ -73,13 +73,43 @@ def _count_writes() -> tuple[dict[str, int], int]:
     return counts, telemetry.attach(("zarrcore", "chunk", "write", "stop"), on_write)
 
 
+_last_run: list[Any] = []  # the id of the flow run this worker ran last
+
+
+def _settle_api(settle_seconds: float = 30.0) -> None:
+    """Wait until the API has recorded every task run of the previous flow run (not timed).
+
+    Task-run states reach the server as events, recorded in batches after the flow call returns. On
+    the server's SQLite database, a flow run created while such a batch is being written can meet a
+    locked database, and the client then retries after 1-2 s: a cost of the previous run, not of the
+    one being timed.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.events.worker import EventsWorker
+
+    if not _last_run:
+        return
+    EventsWorker.drain_all()
+    deadline = time.monotonic() + settle_seconds
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[_last_run[-1]])))
+            if runs and all(r.state is not None and r.state.is_final() for r in runs):
+                break
+            time.sleep(0.2)
+    time.sleep(0.5)
+
+
 def _run_ingest(dest: str, shape: tuple[int, ...], chunks: tuple[int, ...], workers: int) -> tuple[float, dict]:
     from flows.ingest import ingest
 
+    _settle_api()
     t0 = time.perf_counter()
     state = ingest(source=_source(shape), destination=dest, array="data", layout={**LAYOUT, "chunks": list(chunks)},
                    execution={"max_workers": workers}, return_state=True)  # fmt: skip
     seconds = time.perf_counter() - t0
+    _last_run.append(state.state_details.flow_run_id)
     if not state.is_completed():
         raise RuntimeError(f"ingest into {dest} ended {state.type}: {state.message}")
     return seconds, state.result()["targets"][0]
@@ -90,6 +120,7 @@ def _run_bare(dest: str, shape: tuple[int, ...], chunks: tuple[int, ...], worker
     from flows.sources import SyntheticSource
 
     reader = SyntheticSource(**_source(shape)).open()
+    _settle_api()  # the server records the previous flow run now, not while this one is timed
     t0 = time.perf_counter()
     array = zarrcore.create(dest, path="data", shape=shape, chunks=chunks, dtype="float32", codecs=codecs,
                             fill_value=0)  # fmt: skip
