@@ -142,3 +142,9 @@ def test_rows_spread_over_threads_on_local_disk(tmp_path: Path, cpu_threads: int
     assert sorted(rows) == list(range(10)) and all(len(t) == 1 for t in rows.values())
     assert np.array_equal(a[...], data)
     assert np.array_equal(a[3:37, 7:44], data[3:37, 7:44])
+
+
+def test_workers_caps_the_threads(cpu_threads: int) -> None:
+    threads: set[int] = set()
+    _pool.run_all(lambda i: threads.add(threading.get_ident()), range(200), MemoryStore(), workers=1)
+    assert threads == {threading.get_ident()}

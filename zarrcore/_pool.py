@@ -116,7 +116,12 @@ def row_batches(items: Sequence[T], row: Callable[[T], Hashable], workers: int) 
 
 
 def run_all(
-    fn: Callable[[T], object], items: Iterable[T], store: Any, *, row: Callable[[T], Hashable] | None = None
+    fn: Callable[[T], object],
+    items: Iterable[T],
+    store: Any,
+    *,
+    row: Callable[[T], Hashable] | None = None,
+    workers: int | None = None,
 ) -> None:
     """Call ``fn`` on every item, on the calling thread plus pool threads, as many in all as the
     concurrency that suits ``store``; re-raise the first error once every thread has stopped.
@@ -129,17 +134,18 @@ def run_all(
     ``row`` names an item's folder (a chunk's index without its last dimension). On memory and local
     disk each thread then takes runs of one row (:func:`row_batches`): two threads creating files in
     one folder queue for that folder's lock, and fewer, longer runs mean fewer thread handoffs.
+    ``workers`` lowers the number of threads (the calling one included) below the store's concurrency.
     """
     kind = _kind(store)
-    workers = _sizes[kind]
-    if row is not None and kind == "cpu" and workers > 1:
-        _run(fn, row_batches(list(items), row, workers), kind)
+    n = min(_sizes[kind], workers or _sizes[kind])
+    if row is not None and kind == "cpu" and n > 1:
+        _run(fn, row_batches(list(items), row, n), kind, n)
     else:
-        _run(fn, [[item] for item in items], kind)
+        _run(fn, [[item] for item in items], kind, n)
 
 
-def _run(fn: Callable[[T], object], batches: list[list[T]], kind: str) -> None:
-    if len(batches) <= 1:
+def _run(fn: Callable[[T], object], batches: list[list[T]], kind: str, workers: int) -> None:
+    if len(batches) <= 1 or workers <= 1:
         for batch in batches:
             for item in batch:
                 fn(item)
@@ -159,7 +165,7 @@ def _run(fn: Callable[[T], object], batches: list[list[T]], kind: str) -> None:
                     raise
 
     pool = _pool(kind)
-    helpers = [pool.submit(drain) for _ in range(min(len(batches), _sizes[kind]) - 1)]
+    helpers = [pool.submit(drain) for _ in range(min(len(batches), workers) - 1)]
     error: BaseException | None = None
     try:
         drain()

@@ -155,6 +155,9 @@ class Array(Node):
         self._grid = ChunkGrid(metadata.shape, metadata.chunks)
         self._attrs = Attributes(metadata.attributes, self._save_attributes)
         self._fill_chunk: np.ndarray | None = None
+        # Chunk keys are this prefix plus the index joined by the separator (a 0-d array has one key).
+        base = join_key(self.path, "c" if metadata.key_encoding == "default" else "")
+        self._key_prefix = base + (metadata.separator if metadata.key_encoding == "default" else "/" if base else "")
 
     # -- description -----------------------------------------------------------------------------
     @property
@@ -244,7 +247,12 @@ class Array(Node):
     # -- chunk addressing ------------------------------------------------------------------------
     def chunk_key(self, index: Sequence[int]) -> str:
         """The store key of a chunk."""
-        return join_key(self.path, self._meta.chunk_key(tuple(index)))
+        return self._key(tuple(index))
+
+    def _key(self, idx: ChunkIndex) -> str:
+        if not idx:
+            return join_key(self.path, self._meta.chunk_key(idx))
+        return self._key_prefix + self._meta.separator.join(map(str, idx))
 
     def chunk_indices(self) -> Iterator[ChunkIndex]:
         """Every chunk index in C order."""
@@ -326,7 +334,7 @@ class Array(Node):
         self._put(self._grid.check_index(index), data)
 
     def _put(self, idx: ChunkIndex, data: bytes | memoryview | None) -> None:
-        key = self.chunk_key(idx)
+        key = self._key(idx)
         with telemetry.span(("zarrcore", "chunk", "write"), self._span_meta(idx, key)) as m:
             if data is None:
                 self.store.delete(key)
@@ -341,7 +349,7 @@ class Array(Node):
     # -- chunk arrays ----------------------------------------------------------------------------
     def _load(self, idx: ChunkIndex) -> np.ndarray | None:
         """A full chunk-shaped array, or ``None`` when the chunk is not stored."""
-        key = self.chunk_key(idx)
+        key = self._key(idx)
         if not telemetry.enabled():  # no span to build: this path runs once per chunk of every slice
             try:
                 return self.decode_chunk(idx, self.store.get(key))
@@ -409,7 +417,7 @@ class Array(Node):
             else:
                 out[p.out_selection] = chunk[p.chunk_selection]
 
-        run_all(read, self._grid.project(sel), self.store, row=_row)
+        run_all(read, self._grid.project(sel), self.store, row=_row, workers=1 if self._pipeline.light else None)
         return out[()] if out.ndim == 0 else out
 
     def __setitem__(self, selection: Any, value: Any) -> None:

@@ -6,7 +6,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from zarrcore.errors import SelectionError
 
@@ -57,9 +57,10 @@ def selection_shape(selection: Selection) -> tuple[int, ...]:
     return tuple(len(range(s.start, s.stop, s.step)) for s in selection if isinstance(s, slice))
 
 
-@dataclass(frozen=True, slots=True)
-class Projection:
-    """One chunk's part of a selection: where it sits in the chunk and in the output."""
+class Projection(NamedTuple):
+    """One chunk's part of a selection: where it sits in the chunk and in the output.
+
+    A named tuple: slicing makes one per chunk, and a tuple is the cheapest object to build."""
 
     index: tuple[int, ...]
     chunk_selection: tuple[int | slice, ...]
@@ -131,10 +132,13 @@ class ChunkGrid:
                         complete = step == 1 and first == c0 and last == c1
                         entries.append((ci, slice(first - c0, last - c0, step), slice(o0, o0 + n), complete))
             per_dim.append(entries)
+        if not per_dim:  # a 0-d array: one chunk
+            yield Projection((), (), (), True)
+            return
+        dropped = any(isinstance(sel, int) for sel in selection)
         for combo in itertools.product(*per_dim):
-            yield Projection(
-                index=tuple(e[0] for e in combo),
-                chunk_selection=tuple(e[1] for e in combo),
-                out_selection=tuple(e[2] for e in combo if e[2] is not None),
-                complete=all(e[3] for e in combo),
-            )
+            # one zip per chunk rather than a generator per field: this runs for every chunk of a slice
+            index, chunk_sel, out_sel, complete = zip(*combo, strict=True)
+            if dropped:
+                out_sel = tuple(o for o in out_sel if o is not None)
+            yield Projection(index, chunk_sel, out_sel, False not in complete)

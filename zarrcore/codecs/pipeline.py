@@ -8,11 +8,14 @@ configuration fails when an array is created or opened, not at its first write.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numcodecs
+import numcodecs.blosc
+import numcodecs.zstd
 import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
@@ -123,6 +126,31 @@ def _check_blosc_frame(buf: Any) -> None:
         raise CodecError(f"blosc: the frame header states {stated} bytes but the chunk holds {len(view)}")
 
 
+#: Chunks of at most this many bytes with a fast codec are :attr:`CodecPipeline.light`.
+LIGHT_CHUNK_BYTES = 256 * 1024
+_FAST_BLOSC = {"lz4", "blosclz", "snappy"}
+
+
+def _decoder(codec: Codec) -> Callable[[Any], Any]:
+    """``codec.decode``, or for blosc and zstd numcodecs' module function, which skips a wrapper
+    that costs a few microseconds per chunk (the same decompression, the same checks of the frame)."""
+    if type(codec) is numcodecs.Blosc:
+        return numcodecs.blosc.decompress
+    if type(codec) is numcodecs.Zstd:
+        return numcodecs.zstd.decompress
+    return codec.decode
+
+
+def _blosc_without_threads() -> None:
+    """Let blosc run single-threaded on every thread, unless the user chose otherwise.
+
+    By default numcodecs runs blosc on its own threads, under one global lock, when called from
+    the main thread; zarrcore already spreads chunks over a thread per core, and those extra threads
+    only compete with them (zarr-python makes the same setting)."""
+    if numcodecs.blosc.use_threads is None:
+        numcodecs.blosc.use_threads = False
+
+
 def _numcodec(config: dict[str, Any], where: str) -> Codec:
     try:
         return numcodecs.get_codec(dict(config))
@@ -162,6 +190,20 @@ class CodecPipeline:
                 self.bytes_codecs = [_numcodec(meta.compressor, "compressor")]
                 self._labels.append("compressor")
         self._probe()
+        # Decoding in C order with no transpose is one reshape; the bytes codecs innermost-first.
+        self._plain = meta.zarr_format == 3 and not self.transposes
+        self._decoders = [(_decoder(c), c.codec_id == "blosc") for c in reversed(self.bytes_codecs)]
+        if any(c.codec_id == "blosc" for c in (*self.filters, *self.bytes_codecs)):
+            _blosc_without_threads()
+        #: Whether decoding a chunk is quick next to the Python around it: small chunks, no codec or
+        #: only fast blosc. On CPython with a GIL one thread reads those fastest (a second only adds
+        #: GIL handoffs around every system call); slower codecs and larger chunks spread over threads.
+        self.light = (
+            self.nbytes <= LIGHT_CHUNK_BYTES
+            and not self.filters
+            and all(c.codec_id == "blosc" and c.cname in _FAST_BLOSC for c in self.bytes_codecs)
+            and getattr(sys, "_is_gil_enabled", lambda: True)()
+        )
 
     def _probe(self) -> None:
         """Round-trip a few zeros through every numcodecs codec: numcodecs accepts many bad settings
@@ -248,7 +290,18 @@ class CodecPipeline:
 
     def decode(self, data: bytes | memoryview) -> np.ndarray:
         """Decode stored bytes into a chunk of ``chunk_shape`` and the array's dtype."""
-        buf: Any = data
+        if self._plain:  # the common case, once per chunk read: as few steps as possible
+            buf: Any = data
+            for decode, blosc in self._decoders:
+                if blosc:
+                    _check_blosc_frame(buf)
+                buf = decode(buf)
+            try:
+                flat = np.frombuffer(buf, dtype=np.uint8)
+            except (TypeError, ValueError, BufferError):  # not a contiguous buffer
+                flat = ensure_contiguous_ndarray(buf).view(np.uint8)
+            return self._shaped(flat)
+        buf = data
         for codec in reversed(self.bytes_codecs):
             if codec.codec_id == "blosc":
                 _check_blosc_frame(buf)
@@ -256,13 +309,18 @@ class CodecPipeline:
         if self.zarr_format == 2:
             for f in reversed(self.filters):
                 buf = f.decode(buf)
-        arr = ensure_contiguous_ndarray(buf).view(np.uint8)
+        return self._shaped(ensure_contiguous_ndarray(buf).view(np.uint8))
+
+    def _shaped(self, arr: np.ndarray) -> np.ndarray:
+        """Decoded bytes (a flat uint8 array) as a chunk of ``chunk_shape`` and the array's dtype."""
         if arr.nbytes != self.nbytes:
             raise CodecError(
                 f"decoded chunk has {arr.nbytes} bytes, expected {self.nbytes} for chunk shape {self.chunk_shape}"
             )
         arr = arr.view(self.stored_dtype)
-        if self.zarr_format == 2:
+        if self._plain:
+            out = arr.reshape(self.chunk_shape)
+        elif self.zarr_format == 2:
             out = arr.reshape(self.chunk_shape, order=self.order)
         else:
             shape = self.chunk_shape

@@ -45,6 +45,8 @@ def _read_all(path: str) -> bytes:
 TMP_PREFIX = ".zarrcore-tmp-"
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: Whether a key's '/' is already the path separator (then a path is the root, '/' and the key).
+_SLASH_PATHS = os.sep == "/" and os.altsep is None
 _NAMED_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
 _TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | _CLOEXEC
 #: Unnamed files need O_TMPFILE (Linux 3.11+) and /proc to name them by their descriptor.
@@ -65,6 +67,7 @@ class LocalStore(Store):
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False, read_only: bool = False) -> None:
         self.root = Path(root).expanduser().absolute()
         self._root = str(self.root)
+        self._root_slash = self._root.rstrip("/") + "/"
         self.fsync = fsync
         self.read_only = read_only
         #: Whether puts write an unnamed file (O_TMPFILE) and link it, rather than a named temporary.
@@ -86,6 +89,8 @@ class LocalStore(Store):
 
     def _path(self, key: str) -> str:
         # Plain strings: pathlib costs more than a small object's I/O.
+        if _SLASH_PATHS:
+            return self._root_slash + validate_key(key)
         return os.path.join(self._root, *validate_key(key).split("/"))
 
     def _error(self, exc: OSError, key: str) -> StoreError:
