@@ -13,8 +13,8 @@ runs in its own process, started here and stopped by its PID; every run gets a f
 Client settings: zarrcore and zarr-python run with their defaults (both sign a SHA-256 of every body
 over http, neither adds a CRC) and the ceiling with botocore's defaults (SHA-256 and a CRC32 of every
 body). ``--unsigned-payload`` sends ``UNSIGNED-PAYLOAD`` from every contender (zarrcore
-``payload_signing=False``, obstore ``unsigned_payload``) and gives the ceiling zarrcore's client
-settings exactly (no CRC either), so that the three are compared with identical client work.
+``payload_signing=False``, obstore ``unsigned_payload``) and gives the ceiling the very client S3Store
+builds (no CRC either, bodies sent as bytes), so that the three are compared with identical client work.
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def reset(endpoint: str) -> None:
 
 
 def boto3_client(endpoint: str, pool: int, unsigned: bool = False) -> Any:
-    """botocore's defaults, or with ``unsigned`` zarrcore's S3Store settings with ``payload_signing=False``."""
+    """botocore's defaults, or with ``unsigned`` the client S3Store builds with ``payload_signing=False``
+    (no CRC, UNSIGNED-PAYLOAD, PUT bodies sent as bytes rather than wrapped in a BytesIO)."""
     import boto3
     from botocore.config import Config
 
@@ -107,8 +108,13 @@ def boto3_client(endpoint: str, pool: int, unsigned: bool = False) -> Any:
         s3["payload_signing_enabled"] = False
         lean = {"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
     cfg = Config(max_pool_connections=pool, retries={"total_max_attempts": 1}, s3=s3, **lean)
-    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET, config=cfg)  # fmt: skip
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=KEY,
+                          aws_secret_access_key=SECRET, config=cfg)  # fmt: skip
+    if unsigned:
+        from botocore.handlers import convert_body_to_file_like_object
+
+        client.meta.events.unregister("before-parameter-build.s3.PutObject", convert_body_to_file_like_object)
+    return client
 
 
 class Boto3Ceiling:
