@@ -117,3 +117,18 @@ def test_arrays_written_either_way_read_back_in_zarr_python(tmp_path: Path, unna
     a[...] = data + 1  # every chunk replaced
     assert np.array_equal(zarr.open_array(str(tmp_path / "a.zarr"), mode="r")[...], data + 1)
     assert not [p for p in (tmp_path / "a.zarr").rglob("*") if p.name.startswith(TMP_PREFIX)]
+
+
+def test_whole_reads_of_every_size_around_the_read_hint(tmp_path: Path) -> None:
+    """A get reads as many bytes as the largest object so far plus one, then by the file's size:
+    every size around those bounds comes back whole, and so does a file that grows after a read."""
+    store = LocalStore(tmp_path)
+    sizes = [0, 1, 65535, 65536, 65537, 65538, 300_000, 100, 0, (16 << 20) + 5, 3, (17 << 20) + 1, 65536]
+    for n in sizes:
+        value = os.urandom(n)
+        store.put("k", value)
+        assert store.get("k") == value
+    (tmp_path / "grown").write_bytes(b"a" * 10)
+    assert store.get("grown") == b"a" * 10
+    (tmp_path / "grown").write_bytes(b"b" * 20_000_000)
+    assert store.get("grown") == b"b" * 20_000_000

@@ -25,20 +25,25 @@ from zarrcore.storage.base import (
 __all__ = ["LocalStore"]
 
 
-def _read_all(path: str) -> bytes:
-    """A whole file in one read when its size is known (``f.read()`` reads once more to find EOF)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, size) if size else b""
-        if len(data) < size:  # short read (the file shrank, or a huge object): fall back to a loop
-            parts = [data]
-            while chunk := os.read(fd, 1 << 24):
-                parts.append(chunk)
-            data = b"".join(parts)
+def _read_all(fd: int, hint: int) -> bytes:
+    """The whole file open at ``fd``: one ``read`` of ``hint`` bytes, which a file smaller than the
+    hint answers whole (a regular file reads short only at its end), so most reads need no ``fstat``;
+    a larger file reads the rest by its size."""
+    data = os.read(fd, hint)
+    if len(data) < hint:
         return data
-    finally:
-        os.close(fd)
+    parts = [data]
+    remaining = os.fstat(fd).st_size - len(data)
+    while remaining > 0 and (chunk := os.read(fd, remaining)):  # the rest, by the size
+        parts.append(chunk)
+        remaining -= len(chunk)
+    while chunk := os.read(fd, 1 << 24):  # then to the end (a file that grew, or a short read)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+#: A whole-file read first asks for the largest size read so far plus one, but at most this much.
+_MAX_READ_HINT = (16 << 20) + 1
 
 
 #: Temporary files carry this prefix; listings skip them.
@@ -72,6 +77,8 @@ class LocalStore(Store):
         self.read_only = read_only
         #: Whether puts write an unnamed file (O_TMPFILE) and link it, rather than a named temporary.
         self._unnamed = UNNAMED_FILES
+        #: How many bytes a whole-object get reads first: the largest object read so far, plus one.
+        self._read_hint = (64 << 10) + 1
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> LocalStore:
@@ -102,7 +109,14 @@ class LocalStore(Store):
         path = self._path(key)
         try:
             if byte_range is None:
-                return _read_all(path)
+                fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+                try:
+                    data = _read_all(fd, self._read_hint)
+                finally:
+                    os.close(fd)
+                if len(data) >= self._read_hint and self._read_hint < _MAX_READ_HINT:
+                    self._read_hint = min(len(data) + 1, _MAX_READ_HINT)
+                return data
             with open(path, "rb") as f:
                 if isinstance(byte_range, RangeRequest):
                     f.seek(byte_range.start)
