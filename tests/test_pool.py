@@ -146,5 +146,23 @@ def test_rows_spread_over_threads_on_local_disk(tmp_path: Path, cpu_threads: int
 
 def test_workers_caps_the_threads(cpu_threads: int) -> None:
     threads: set[int] = set()
-    _pool.run_all(lambda i: threads.add(threading.get_ident()), range(200), MemoryStore(), workers=1)
+    _pool.run_all(lambda i: threads.add(threading.get_ident()), range(200), MemoryStore(), cpu_workers=1)
     assert threads == {threading.get_ident()}
+
+
+def test_cpu_workers_leave_network_stores_their_concurrency(tmp_path: Path) -> None:
+    """A store that waits on a network (here: local disk with fsync, which uses the same pool) keeps
+    many requests in flight even for chunks light enough to decode on one thread."""
+    store = LocalStore(tmp_path, fsync=True)
+    threads: set[int] = set()
+    lock = threading.Lock()
+    barrier = threading.Barrier(3, timeout=10)
+
+    def work(i: int) -> None:
+        with lock:
+            threads.add(threading.get_ident())
+        if i < 3:
+            barrier.wait()  # three items at once: only possible on three threads
+
+    _pool.run_all(work, range(50), store, cpu_workers=1)
+    assert len(threads) >= 3

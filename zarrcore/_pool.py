@@ -121,7 +121,7 @@ def run_all(
     store: Any,
     *,
     row: Callable[[T], Hashable] | None = None,
-    workers: int | None = None,
+    cpu_workers: int | None = None,
 ) -> None:
     """Call ``fn`` on every item, on the calling thread plus pool threads, as many in all as the
     concurrency that suits ``store``; re-raise the first error once every thread has stopped.
@@ -134,10 +134,11 @@ def run_all(
     ``row`` names an item's folder (a chunk's index without its last dimension). On memory and local
     disk each thread then takes runs of one row (:func:`row_batches`): two threads creating files in
     one folder queue for that folder's lock, and fewer, longer runs mean fewer thread handoffs.
-    ``workers`` lowers the number of threads (the calling one included) below the store's concurrency.
+    ``cpu_workers`` lowers the number of threads (the calling one included) on memory and local
+    disk, where a chunk costs only CPU; network stores always get their full concurrency.
     """
     kind = _kind(store)
-    n = min(_sizes[kind], workers or _sizes[kind])
+    n = min(_sizes[kind], cpu_workers or _sizes[kind]) if kind == "cpu" else _sizes[kind]
     if row is not None and kind == "cpu" and n > 1:
         _run(fn, row_batches(list(items), row, n), kind, n)
     else:

@@ -335,6 +335,12 @@ class Array(Node):
 
     def _put(self, idx: ChunkIndex, data: bytes | memoryview | None) -> None:
         key = self._key(idx)
+        if not telemetry.enabled():  # no span to build, as in _load
+            if data is None:
+                self.store.delete(key)
+            else:
+                self.store.put(key, data)
+            return
         with telemetry.span(("zarrcore", "chunk", "write"), self._span_meta(idx, key)) as m:
             if data is None:
                 self.store.delete(key)
@@ -417,7 +423,8 @@ class Array(Node):
             else:
                 out[p.out_selection] = chunk[p.chunk_selection]
 
-        run_all(read, self._grid.project(sel), self.store, row=_row, workers=1 if self._pipeline.light else None)
+        light = self._pipeline.light  # quick to decode: one thread is fastest on memory and local disk
+        run_all(read, self._grid.project(sel), self.store, row=_row, cpu_workers=1 if light else None)
         return out[()] if out.ndim == 0 else out
 
     def __setitem__(self, selection: Any, value: Any) -> None:
