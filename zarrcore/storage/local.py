@@ -186,6 +186,10 @@ class LocalStore(Store):
             except FileExistsError:
                 if mode == "create":
                     raise self._exists(key) from None
+            except OSError as exc:  # no link to an open file here, or the folder just went away
+                if exc.errno != errno.ENOENT:
+                    self._unnamed = False
+                return False  # the named path writes the object again (the unnamed file vanishes)
             # Replacing an object: a temporary name, then a rename over the old file.
             tmp = self._new_temp(folder, lambda name: os.link(source, name, src_dir_fd=fd))
             self._publish_temp(tmp, path)
