@@ -21,10 +21,10 @@ from contextvars import ContextVar, copy_context
 from typing import Any
 
 from prefect import Flow
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, SettingsContext, get_settings_context
 from prefect.events import RelatedResource, emit_event
 from prefect.events.related import tags_as_related_resources
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+from prefect.settings import get_current_settings
 
 __all__ = ["HeartbeatFlow", "beating", "heartbeat_flow"]
 
@@ -49,7 +49,7 @@ class HeartbeatFlow(Flow):  # type: ignore[type-arg]
             return super().__call__(*args, **kwargs)
         token = _interval.set(max(interval, MINIMUM_INTERVAL))
         try:
-            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            with _engine_heartbeats_off():
                 return super().__call__(*args, **kwargs)
         finally:
             _interval.reset(token)
@@ -59,6 +59,18 @@ class HeartbeatFlow(Flow):  # type: ignore[type-arg]
         copied = super().with_options(**options)
         copied.__class__ = type(self)
         return copied  # type: ignore[return-value]
+
+
+def _engine_heartbeats_off() -> SettingsContext:
+    """The current settings with the engine's heartbeat off, as a context to enter.
+
+    A shallow ``model_copy`` of the settings (~0.1 ms) rather than ``temporary_settings``, which
+    rebuilds every setting from its sources (~30 ms a call).
+    """
+    context = get_settings_context()
+    settings = context.settings
+    quiet = settings.model_copy(update={"flows": settings.flows.model_copy(update={"heartbeat_frequency": None})})
+    return SettingsContext(profile=context.profile, settings=quiet)
 
 
 def heartbeat_flow(**options: Any) -> Callable[[Callable[..., Any]], HeartbeatFlow]:
