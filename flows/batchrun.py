@@ -85,11 +85,11 @@ def run_batches(
     Never raises for a failed batch: every outcome is returned, in job order, once all have finished.
     """
     total = sum(len(jobs) for _, jobs in groups)
-    progress = _Progress(key, total, what)
     with task_runner_for(execution) as runner:
         futures: list[list[PrefectFuture[Any]]] = [
             list(runner.map(task_, {"job": list(jobs)})) if jobs else [] for task_, jobs in groups
         ]
+        progress = _Progress(key, total, what)  # made while the first batches already run
         for _ in as_completed([f for group in futures for f in group]):
             progress.advance()
         outcomes = [
