@@ -42,6 +42,6 @@ def copy_array(
     """
     with beating():
         spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
-        targets = prepare_targets(spec, destination, array, layout, storage_options, execution)
+        targets = prepare_targets(spec, destination, array, layout, storage_options, execution, results_url)
         write_targets(targets, execution, results_url=results_url, key="copy")
         return finish_targets(targets, destination, storage_options, execution, key="copy")

@@ -38,6 +38,6 @@ def ingest(
         results_url: Where finished batches are recorded; default: inside the array (.zarrcore/results).
     """
     with beating():
-        targets = prepare_targets(source, destination, array, layout, storage_options, execution)
+        targets = prepare_targets(source, destination, array, layout, storage_options, execution, results_url)
         write_targets(targets, execution, results_url=results_url, key="ingest")
         return finish_targets(targets, destination, storage_options, execution, key="ingest")

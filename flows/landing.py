@@ -18,8 +18,9 @@ from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.utilities.annotations import quote
 
+import zarrcore
 from flows.batchrun import BatchOutcome, run_batches
-from flows.ledger import ledger_for
+from flows.ledger import ledger_at, ledger_for
 from flows.params import ArrayLayout, Execution
 from flows.sources import SourceSpec
 from flows.targets import TargetRef, plan_batches, target_arguments
@@ -76,13 +77,19 @@ def prepare_targets(
     layout: ArrayLayout,
     storage_options: dict[str, Any],
     execution: Execution,
+    results_url: str | None = None,
 ) -> list[Target]:
-    """Validate everything, then create the target arrays (create-only metadata writes)."""
+    """Validate everything, save the ledgers' blocks, then create the target arrays (create-only metadata writes)."""
     logger = get_run_logger()
     planned = []
     for path, spec in source.targets(array):
         reader = spec.open()
         planned.append((path, spec, target_arguments(layout, reader)))
+    # The ledgers' result-storage blocks are saved now, before any task: an API write made while the
+    # server records a task run's events can meet a locked SQLite database and wait 1-2 s to retry.
+    store_url = zarrcore.open_store(destination, **storage_options).url
+    for path, _, _ in planned:
+        ledger_at(store_url, path.strip("/"), storage_options, results_url)
     targets = []
     create = configure(create_array, execution)
     for path, spec, args in planned:

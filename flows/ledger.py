@@ -33,13 +33,13 @@ from prefect.settings import PREFECT_API_URL
 from pydantic import Field
 
 import zarrcore
-from flows.targets import LEDGER_DIR, TargetRef
+from flows.targets import LEDGER_DIR, TargetRef, array_identity
 from zarrcore.errors import NotFound
 from zarrcore.metadata import json_loads
 from zarrcore.storage.base import Store, join_key
 
-__all__ = ["ZarrcoreResultStorage", "ledger_for", "Manifest", "write_manifest", "read_manifest", "MANIFEST",
-           "content_hash", "content_hash_like"]
+__all__ = ["ZarrcoreResultStorage", "ledger_for", "ledger_at", "Manifest", "write_manifest", "read_manifest",
+           "MANIFEST", "content_hash", "content_hash_like"]
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "zarrcore-manifest/2"
@@ -105,17 +105,25 @@ class ZarrcoreResultStorage(WritableFileSystem):
 
 
 def ledger_for(target: TargetRef, results_url: str | None = None) -> ZarrcoreResultStorage:
-    """The saved result storage for a target: inside the array, or under ``results_url`` if given.
+    """The saved result storage for a target: inside the array, or under ``results_url`` if given."""
+    return ledger_at(target.url, target.path, target.storage_options, results_url)
+
+
+def ledger_at(
+    url: str, path: str, storage_options: dict[str, Any], results_url: str | None = None
+) -> ZarrcoreResultStorage:
+    """The saved result storage for the array at ``path`` in the store at ``url`` (the store's own URL).
 
     Prefect needs result storage saved as a block so that any process can resolve it; the block's
-    name is derived from its location, so every run for the same array shares one block.
+    name is derived from its location, so every run for the same array shares one block, and a
+    process saves it once (two API round trips).
     """
     if results_url:
-        prefix = hashlib.sha256(target.identity.encode()).hexdigest()[:32]
+        prefix = hashlib.sha256(array_identity(url, path).encode()).hexdigest()[:32]
         storage = ZarrcoreResultStorage(url=results_url, prefix=prefix)
     else:
         storage = ZarrcoreResultStorage(
-            url=target.url, prefix=join_key(target.path, LEDGER_DIR, "results"), storage_options=target.storage_options
+            url=url, prefix=join_key(path, LEDGER_DIR, "results"), storage_options=storage_options
         )
     name = "zarrcore-results-" + hashlib.sha256(f"{storage.url}|{storage.prefix}".encode()).hexdigest()[:20]
     return _saved(storage, name, str(PREFECT_API_URL.value() or ""))

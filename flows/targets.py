@@ -132,6 +132,11 @@ class ChunkBatch(BaseModel):
         return self.stop - self.start
 
 
+def array_identity(url: str, path: str) -> str:
+    """An array's URL: its store's URL plus its path."""
+    return f"{url.rstrip('/')}/{path}" if path else url
+
+
 class TargetRef(BaseModel):
     """What a task run needs to reopen the target array and name its work; small and serializable."""
 
@@ -148,7 +153,7 @@ class TargetRef(BaseModel):
     @property
     def identity(self) -> str:
         """The array's URL (store URL plus path); never holds credentials."""
-        return f"{self.url.rstrip('/')}/{self.path}" if self.path else self.url
+        return array_identity(self.url, self.path)
 
     @property
     def grid(self) -> ChunkGrid:
