@@ -4,20 +4,16 @@ test_interop_matrix.py; this file checks the object-store paths, prefixes and mi
 
 from __future__ import annotations
 
-import os
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
-
 zarr = pytest.importorskip("zarr")
-from zarr.core.sync import sync  # noqa: E402
 
 import zarrcore  # noqa: E402
+from tests.fixtures.zarr_python_stores import ZarrPythonStores  # noqa: E402
 
 ATTRS = {"title": "cloud interop", "units": "µm", "nested": {"n": [1, 2.5, None]}}
 FILL = -1
@@ -34,46 +30,14 @@ def sample() -> np.ndarray:
 @pytest.fixture
 def zarr_python_store(request: pytest.FixtureRequest) -> Iterator[Callable[[str, str, str, bool], Any]]:
     """``make(backend, bucket, prefix, read_only)``: zarr-python's own store on a bucket of our servers."""
+    stores = ZarrPythonStores()
 
     def make(backend: str, bucket: str, prefix: str, read_only: bool) -> Any:
         server = request.getfixturevalue(f"{backend}_server")
-        if backend == "s3":
-            import obstore
+        return stores.open(backend, server, bucket, prefix, read_only=read_only)
 
-            s3 = obstore.store.S3Store(
-                bucket,
-                prefix=prefix,
-                endpoint=server.endpoint_url,
-                access_key_id=server.access_key,
-                secret_access_key=server.secret_key,
-                region=server.region,
-                client_options={"allow_http": True},
-            )
-            return zarr.storage.ObjectStore(s3, read_only=read_only)
-        options = {"asynchronous": True, "skip_instance_cache": True}
-        if backend == "gcs":
-            import gcsfs
-
-            fs = gcsfs.GCSFileSystem(endpoint_url=server.endpoint_url, token="anon", project="test", **options)
-        else:
-            import adlfs
-
-            fs = adlfs.AzureBlobFileSystem(connection_string=server.connection_string(), **options)
-        filesystems.append(fs)
-        return zarr.storage.FsspecStore(fs, path=f"{bucket}/{prefix}", read_only=read_only)
-
-    filesystems: list[Any] = []
     yield make
-    # Close the async filesystems' HTTP clients on zarr's loop, which ran their I/O. adlfs would do it in
-    # a finalizer that holds the filesystem itself, so it runs only at exit, without a loop, and fails.
-    for fs in filesystems:
-        for client in (getattr(fs, "_session", None), getattr(fs, "service_client", None)):
-            if client is not None:
-                sync(client.close())
-    for finalizer in list(weakref.finalize._registry):  # type: ignore[attr-defined]
-        info = finalizer.peek()
-        if info is not None and any(info[0] is fs for fs in filesystems):
-            finalizer.detach()
+    stores.close()
 
 
 def _bucket(backend: str, request: pytest.FixtureRequest) -> tuple[Any, str]:
