@@ -24,12 +24,11 @@ from prefect import Flow
 from prefect.context import FlowRunContext, SettingsContext, get_settings_context
 from prefect.events import RelatedResource, emit_event
 from prefect.events.related import tags_as_related_resources
+from prefect.flow_engine import MINIMUM_HEARTBEAT_INTERVAL
 from prefect.settings import get_current_settings
 
 __all__ = ["HeartbeatFlow", "beating", "heartbeat_flow"]
 
-#: The engine's floor for the heartbeat interval (seconds).
-MINIMUM_INTERVAL = 30
 THREAD_NAME = "zarrflow-heartbeat"
 _log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class HeartbeatFlow(Flow):  # type: ignore[type-arg]
         interval = get_current_settings().flows.heartbeat_frequency
         if interval is None or self.isasync:
             return super().__call__(*args, **kwargs)
-        token = _interval.set(max(interval, MINIMUM_INTERVAL))
+        token = _interval.set(max(interval, MINIMUM_HEARTBEAT_INTERVAL))
         try:
             with _engine_heartbeats_off():
                 return super().__call__(*args, **kwargs)

@@ -60,6 +60,17 @@ UNNAMED_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
 
 
+@contextlib.contextmanager
+def _removed_on_error(tmp: str) -> Iterator[None]:
+    """Remove the temporary file ``tmp`` if the block fails (it was not published)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 class LocalStore(Store):
     """Keys map to files below ``root``. Every write is atomic: the bytes go to a file with no name
     (Linux ``O_TMPFILE``) or a temporary name first, and the whole file is then linked or renamed
@@ -210,7 +221,7 @@ class LocalStore(Store):
         except FileNotFoundError:
             os.makedirs(folder, exist_ok=True)
             tmp = self._new_temp(folder, create)
-        try:
+        with _removed_on_error(tmp):
             try:
                 self._fill(fds[0], view)
             finally:
@@ -225,10 +236,6 @@ class LocalStore(Store):
                     os.unlink(tmp)
             else:
                 os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
 
     @staticmethod
     def _new_temp(folder: str, make: Callable[[str], None]) -> str:
@@ -244,12 +251,8 @@ class LocalStore(Store):
 
     @staticmethod
     def _publish_temp(tmp: str, path: str) -> None:
-        try:
+        with _removed_on_error(tmp):
             os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
 
     def delete(self, key: str) -> None:
         path = self._path(key)
