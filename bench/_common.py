@@ -142,21 +142,36 @@ def warm_memory(nbytes: int) -> None:
 
 @dataclass
 class Timing:
-    """Best-of-N wall time of one operation and the peak RSS seen during any of the N runs."""
+    """Best-of-N wall time of one operation and the peak RSS seen during any of the N runs; per run,
+    the CPU seconds (user + system) of this process and, when a server process was given, of it."""
 
     seconds: list[float] = field(default_factory=list)
     peak_rss: int = 0
+    cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
 
     @property
     def best(self) -> float:
         return min(self.seconds)
 
 
-def timed(fn: Callable[[], Any], timing: Timing) -> Any:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, its threads included."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def timed(fn: Callable[[], Any], timing: Timing, *, server_pid: int | None = None) -> Any:
     with RssSampler() as rss:
-        t0 = time.perf_counter()
+        s0 = process_cpu(server_pid) if server_pid else 0.0
+        c0, t0 = time.process_time(), time.perf_counter()
         out = fn()
         timing.seconds.append(time.perf_counter() - t0)
+        timing.cpu.append(time.process_time() - c0)
+        if server_pid:
+            timing.server_cpu.append(process_cpu(server_pid) - s0)
     timing.peak_rss = max(timing.peak_rss, rss.peak)
     return out
 
@@ -227,6 +242,10 @@ def keep_best(best: dict[tuple[str, ...], Row], row: Row) -> None:
     row.extra.setdefault("all_seconds", [row.seconds])
     if prev is not None:
         row.extra["all_seconds"] = prev.extra["all_seconds"] + row.extra["all_seconds"]
+        if prev.seconds < row.seconds:  # the CPU figures shown are those of the best round
+            for k in ("cpu", "server_cpu"):
+                if k in prev.extra:
+                    row.extra[k] = prev.extra[k]
         row.seconds = min(row.seconds, prev.seconds)
         row.stored = row.stored or prev.stored
         row.extra["load"] = prev.extra.get("load", []) + row.extra.get("load", [])
@@ -239,6 +258,9 @@ def format_table(rows: Sequence[Row], refs: Sequence[str], *, title: str = "") -
     """Rows grouped by (group, op), with each row's throughput as a ratio of each reference contender's."""
     header = ["codec", "op", "contender", "seconds", "MiB/s", "peak RSS", "+RSS", "stored"]
     header += [f"x {r}" for r in refs]
+    servers = any("server_cpu" in r.extra for r in rows)
+    if servers:  # where a server shares the machine: who used how much CPU, and what that allows
+        header += ["client CPU s", "server CPU s", f"CPU / {cores()} cores s"]
     lines: list[list[str]] = []
     for row in rows:
         peers = {r.contender: r for r in rows if r.group == row.group and r.op == row.op}
@@ -255,6 +277,10 @@ def format_table(rows: Sequence[Row], refs: Sequence[str], *, title: str = "") -
         for ref in refs:
             peer = peers.get(ref)
             cells.append(f"{row.mib_s / peer.mib_s:.2f}" if peer and peer is not row else "")
+        if servers:
+            cpu, server = row.extra.get("cpu"), row.extra.get("server_cpu")
+            cells += [f"{cpu:.2f}" if cpu is not None else "-", f"{server:.2f}" if server is not None else "-",
+                      f"{(cpu + server) / cores():.3f}" if cpu is not None and server is not None else "-"]
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(header)]
     right = {3, 4, 5, 6, 7, *range(8, len(header))}
@@ -317,8 +343,10 @@ def run_rounds(
                 for op in ("write", "read"):
                     t = res[op]
                     stored = res.get("stored", 0) if op == "write" else 0
+                    extra: dict[str, Any] = {"load": [round(load, 2)]}
+                    extra.update({k: t[k][0] for k in ("cpu", "server_cpu") if t.get(k)})
                     row = Row(case, group, name, op, t["seconds"][0], res["nbytes"], t["peak_rss"],
-                              res["base_rss"], stored, {"load": [round(load, 2)]})  # fmt: skip
+                              res["base_rss"], stored, extra)  # fmt: skip
                     keep_best(best, row)
                 w, r = best[(group, name, "write")], best[(group, name, "read")]
                 print(f"  round {rnd + 1}: {group:<10} {name:<14} write {w.mib_s:8.0f} MiB/s  read {r.mib_s:8.0f} "

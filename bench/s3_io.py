@@ -59,8 +59,8 @@ KEY, SECRET, REGION = "bench-access-key", "bench-secret-key", "us-east-1"
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto S3 server on a free 127.0.0.1 port; yields its endpoint URL."""
+def moto_server() -> Iterator[tuple[str, int]]:
+    """A moto S3 server on a free 127.0.0.1 port; yields its endpoint URL and process id."""
     import socket
 
     with socket.socket() as s:
@@ -81,7 +81,7 @@ def moto_server() -> Iterator[str]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -216,9 +216,9 @@ def worker(a: dict[str, Any]) -> dict[str, Any]:
     base = rss_bytes()
     write, read = Timing(), Timing()
     warm_memory(2 * data.nbytes)
-    timed(lambda: contender.write(data), write)
+    timed(lambda: contender.write(data), write, server_pid=a["server_pid"])
     warm_memory(2 * data.nbytes)
-    out = timed(contender.read, read)
+    out = timed(contender.read, read, server_pid=a["server_pid"])
     if a["verify"] and out is not None and not np.array_equal(out, data):
         raise AssertionError(f"{a['contender']} read back different data")
     stored = contender.stored() if isinstance(contender, Boto3Ceiling) else 0
@@ -235,14 +235,14 @@ def run(*, chunk_kib: int, size_mib: float, codecs: list[str], contenders: list[
              f"chunks {chunks[0]}x{chunks[1]} ({chunk_kib} KiB, {n} objects), {concurrency} requests in flight, "
              f"{'unsigned payloads, ' if unsigned else ''}best of {repeat}")  # fmt: skip
     print(f"[{title}]", file=sys.stderr, flush=True)
-    with workdir() as tmp, moto_server() as endpoint:
+    with workdir() as tmp, moto_server() as (endpoint, server_pid):
         source = source_file(tmp, shape)
 
         def args(codec: str, name: str, rnd: int) -> dict[str, Any]:
             reset(endpoint)
             return {"contender": name, "codec": codec, "chunks": chunks, "source": str(source), "endpoint": endpoint,
                     "bucket": f"bench-{uuid.uuid4().hex[:12]}", "concurrency": concurrency,
-                    "verify": rnd == 0, "unsigned": unsigned}  # fmt: skip
+                    "verify": rnd == 0, "unsigned": unsigned, "server_pid": server_pid}  # fmt: skip
 
         rows = run_rounds("bench.s3_io", case, codecs, contenders, repeat, args, quiet_wait=quiet_wait)
         reset(endpoint)
