@@ -18,11 +18,11 @@ from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.utilities.annotations import quote
 
-import zarrcore
 from flows.batchrun import BatchOutcome, run_batches
 from flows.ledger import ledger_at, ledger_for
 from flows.params import ArrayLayout, Execution
 from flows.sources import SourceSpec
+from flows.stores import shared_store
 from flows.targets import TargetRef, plan_batches, target_arguments
 from flows.tasks import BatchJob, configure, consolidate, create_array, record_completion, write_chunk_batch
 
@@ -87,7 +87,7 @@ def prepare_targets(
         planned.append((path, spec, target_arguments(layout, reader)))
     # The ledgers' result-storage blocks are saved now, before any task: an API write made while the
     # server records a task run's events can meet a locked SQLite database and wait 1-2 s to retry.
-    store_url = zarrcore.open_store(destination, **storage_options).url
+    store_url = shared_store(destination, storage_options).url  # the create task reuses this store
     for path, _, _ in planned:
         ledger_at(store_url, path.strip("/"), storage_options, results_url)
     targets = []

@@ -19,7 +19,6 @@ Manifests and ledger records of format 1 hold SHA-256 hex digests; they are stil
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import threading
@@ -32,7 +31,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.settings import PREFECT_API_URL
 from pydantic import Field
 
-import zarrcore
+from flows.stores import shared_store
 from flows.targets import LEDGER_DIR, TargetRef, array_identity
 from zarrcore.errors import NotFound
 from zarrcore.metadata import json_loads
@@ -61,11 +60,6 @@ def content_hash_like(recorded: str, data: Any) -> str:
     return content_hash(data) if recorded.startswith(CRC32C_PREFIX) else hashlib.sha256(data).hexdigest()
 
 
-@functools.lru_cache(maxsize=32)
-def _store(url: str, options: str) -> Store:
-    return zarrcore.open_store(url, **json.loads(options))
-
-
 class ZarrcoreResultStorage(WritableFileSystem):
     """Prefect result storage on any zarrcore store (local path, s3://, gs://, az://, memory://).
 
@@ -84,7 +78,7 @@ class ZarrcoreResultStorage(WritableFileSystem):
         return join_key(self.prefix, path)
 
     def _open(self) -> Store:
-        return _store(self.url, json.dumps(self.storage_options, sort_keys=True))
+        return shared_store(self.url, self.storage_options)
 
     def read_path(self, path: str, **_: Any) -> bytes:
         """The stored bytes; a missing record raises ``ValueError`` (as Prefect's local storage does)."""
@@ -177,7 +171,7 @@ def write_manifest(target: TargetRef, records: list[ChunkRecord]) -> Manifest:
         "hash": "crc32c of the stored (encoded) chunk bytes, as crc32c:<8 hex>; a 64-hex-digit value is a sha256",
         "chunks": {k: (list(v) if v else None) for k, v in chunks.items()},
     }
-    store = _store(target.url, json.dumps(target.storage_options, sort_keys=True))
+    store = shared_store(target.url, target.storage_options)
     store.put(_manifest_key(target.path), json.dumps(doc, separators=(",", ":")).encode())
     return manifest
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import zarrcore
 from flows.params import StorageOptions, StoreURL
+from flows.stores import shared_store
 from zarrcore.errors import MetadataError
 from zarrcore.metadata import json_dumps
 from zarrcore.nodes import read_node
@@ -358,11 +359,6 @@ class _ZarrReader(SourceReader):
         return f"{self._array.url} shape={self.shape} dtype={self.dtype}"
 
 
-@functools.lru_cache(maxsize=16)
-def _zarr_store(url: str, options: str) -> Store:
-    return zarrcore.open_store(url, **json.loads(options))
-
-
 class ZarrSource(_SourceModel):
     """Another Zarr array (v2 or v3) on any store zarrcore opens."""
 
@@ -372,7 +368,7 @@ class ZarrSource(_SourceModel):
     storage_options: StorageOptions = Field(default_factory=dict)
 
     def _store(self) -> Store:
-        return _zarr_store(self.url, json.dumps(self.storage_options, sort_keys=True))
+        return shared_store(self.url, self.storage_options)
 
     def _identity(self) -> tuple[Any, ...]:
         """The source's metadata: a reader is reopened when the array is replaced or resized."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 import zarrcore
 from flows.params import ArrayLayout, Execution
 from flows.sources import SourceReader
+from flows.stores import shared_store
 from zarrcore.array import build_array_metadata
 from zarrcore.errors import AlreadyExists, MetadataError, NotFound
 from zarrcore.grid import ChunkGrid
@@ -169,7 +170,7 @@ class TargetRef(BaseModel):
 
 @functools.lru_cache(maxsize=32)
 def _open_array(url: str, path: str, options: str, fingerprint: str) -> zarrcore.Array:
-    array = zarrcore.open_array(url, mode="r+", path=path, storage_options=json.loads(options))
+    array = zarrcore.open_array(shared_store(url, json.loads(options)), mode="r+", path=path)
     if array.metadata.fingerprint() != fingerprint:
         raise MetadataError(
             f"{array.url}: the array's metadata changed since the run was planned "
@@ -197,10 +198,11 @@ def _incarnation(array: zarrcore.Array) -> str:
 def _ensure_parents(url: str, path: str, zarr_format: int, storage_options: dict[str, Any]) -> None:
     """Make sure every parent of ``path`` is a group (creating the missing ones)."""
     parts = path.split("/")[:-1]
+    store = shared_store(url, storage_options)
     try:
-        group = zarrcore.open_group(url, mode="r+", storage_options=storage_options)
+        group = zarrcore.open_group(store, mode="r+")
     except NotFound:
-        group = zarrcore.create_group(url, zarr_format=zarr_format, storage_options=storage_options)  # type: ignore[arg-type]
+        group = zarrcore.create_group(store, zarr_format=zarr_format)  # type: ignore[arg-type]
     for part in parts:
         group = group.require_group(part)
 
@@ -211,7 +213,7 @@ def create_target(url: str, path: str, args: dict[str, Any], *, overwrite: bool,
     attaches, a difference raises ``MetadataConflictError`` before any chunk) and return its reference."""
     if path:
         _ensure_parents(url, path, args["zarr_format"], storage_options)
-    store = zarrcore.open_store(url, **storage_options)
+    store = shared_store(url, storage_options)
     array = zarrcore.create(store, path=path, overwrite=overwrite, **args)
     return TargetRef(
         url=store.url, path=array.path, storage_options=storage_options, shape=array.shape,
@@ -221,7 +223,7 @@ def create_target(url: str, path: str, args: dict[str, Any], *, overwrite: bool,
 
 def open_target(url: str, path: str, storage_options: dict[str, Any]) -> tuple[zarrcore.Array, TargetRef]:
     """Open an existing array (read-only) and its reference."""
-    store = zarrcore.open_store(url, **storage_options)
+    store = shared_store(url, storage_options)
     array = zarrcore.open_array(store, path=path)
     key = join_key(array.path, LEDGER_DIR, "incarnation.json")
     try:

@@ -28,6 +28,7 @@ import zarrcore
 from flows.ledger import content_hash, content_hash_like, write_manifest
 from flows.params import Execution
 from flows.sources import SourceSpec
+from flows.stores import shared_store
 from flows.targets import ChunkBatch, TargetRef, create_target
 from zarrcore.errors import ChunkError
 from zarrcore.retry import is_retryable
@@ -167,7 +168,7 @@ def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
 
     Returns ``{"checked": n, "bytes": b, "mismatches": [[key, problem], ...]}``.
     """
-    array = zarrcore.open_array(job.target.url, path=job.target.path, storage_options=job.target.storage_options)
+    array = zarrcore.open_array(shared_store(job.target.url, job.target.storage_options), path=job.target.path)
     reader = job.source.open() if job.source is not None else None
     mismatches: list[list[str]] = []
     nbytes = 0
@@ -233,4 +234,4 @@ def record_completion(target: TargetRef, records: list[list[Any]]) -> int:
 @task(name="consolidate-metadata", task_run_name="consolidate metadata", **_METADATA_POLICY)
 def consolidate(destination: str, storage_options: dict[str, Any]) -> None:
     """Write the consolidated metadata of the group at the destination root."""
-    zarrcore.consolidate_metadata(destination, storage_options=storage_options)
+    zarrcore.consolidate_metadata(shared_store(destination, storage_options))

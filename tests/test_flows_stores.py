@@ -1,0 +1,37 @@
+"""One store per location and options in each process, shared by a flow and its task runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flows.stores import shared_store
+from zarrcore.storage.local import LocalStore
+
+
+def test_one_store_per_location_and_options(tmp_path: Path) -> None:
+    url = str(tmp_path / "a.zarr")
+    store = shared_store(url)
+    assert isinstance(store, LocalStore)
+    assert shared_store(url) is store
+    assert shared_store(url, {}) is store
+    assert shared_store(str(tmp_path / "b.zarr")) is not store
+    assert shared_store(url, {"fsync": True}) is not store
+    assert shared_store(url, {"fsync": True}).fsync is True
+
+
+def test_a_relative_path_is_taken_from_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    first = shared_store("out.zarr")
+    monkeypatch.chdir(tmp_path / "two")
+    second = shared_store("out.zarr")
+    assert first is not second
+    assert first.url == (tmp_path / "one" / "out.zarr").as_uri()
+    assert second.url == (tmp_path / "two" / "out.zarr").as_uri()
+    second.put("k", b"v")
+    assert os.path.exists(tmp_path / "two" / "out.zarr" / "k")
+    assert not os.path.exists(tmp_path / "one" / "out.zarr" / "k")
