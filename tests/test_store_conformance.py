@@ -91,6 +91,32 @@ def test_put_create_conflict(store: Store) -> None:
     assert store.get("meta/zarr.json") == b"original"
 
 
+#: Above the size where the SDKs change how they upload: GCS goes resumable above 8 MiB.
+LARGE = 9 << 20
+
+
+def test_large_objects_put_create_and_overwrite_whole(
+    store: Store, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "gcs":
+        # The GCS SDK uploads objects above 8 MiB in a resumable session and sends ifGenerationMatch=0
+        # when the session starts; GCS enforces it, but the bundled fake-gcs-server drops it when the
+        # upload finishes (fsouza/fake-gcs-server#1967, fixed upstream by #2260), so here the second
+        # create overwrites. Strict: this fails once the emulator enforces the precondition.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="fake-gcs-server ignores preconditions of "
+                                              "resumable uploads"))  # fmt: skip
+    first = bytes(range(256)) * (LARGE // 256)
+    second = first[::-1] + b"tail"
+    store.put("big/c/0", first, mode="create")
+    with pytest.raises(AlreadyExists):
+        store.put("big/c/0", second, mode="create")
+    assert store.get("big/c/0") == first  # the refused create left the object whole
+    store.put("big/c/0", memoryview(second))
+    assert store.size("big/c/0") == len(second)
+    assert store.get("big/c/0") == second
+    assert store.get("big/c/0", RangeRequest(LARGE - 4, LARGE + 8)) == second[LARGE - 4 : LARGE + 8]
+
+
 def test_delete(store: Store) -> None:
     store.delete("never/written")  # a missing key is fine
     store.put("d/k", b"1")
