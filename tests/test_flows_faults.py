@@ -104,14 +104,17 @@ def test_s3_behind_a_fault_proxy(tmp_path: Path, source: tuple[dict, np.ndarray]
                                  fault_proxy: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     spec, data = source
     # Up to 7 faults in a row for one request: more than the store's own 5 attempts, so some requests
-    # fail through to the task, whose retry then gets through.
+    # fail through to the task, whose retry then gets through. A task retry repeats the requests that
+    # had passed, which can fail through again (0.6**5 each), so the tasks get 10 retries: with 5, the
+    # create-array task (~6 requests) ran out of them
+    # for some random bucket names (the faults depend on the request path).
     proxy = fault_proxy(s3_server.endpoint_url, faults={"503": 0.4, "500": 0.1, "reset": 0.1}, seed=5,
                         max_consecutive=7)  # fmt: skip
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)  # credentials from the SDK's chain
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
     options = {"endpoint_url": proxy.url, "region": s3_server.region, "addressing_style": "path"}
     params = {"source": spec, "destination": f"s3://{s3_bucket}/ds.zarr", "array": "a", "layout": {"chunks": [10, 10]},
-              "execution": {**FAST, "retries": 5}, "storage_options": options}  # fmt: skip
+              "execution": {**FAST, "retries": 10}, "storage_options": options}  # fmt: skip
     state, run_id = run_flow(ingest, **params)
     assert state.is_completed(), state.message
     retried = [r.name for r in task_runs(run_id) if r.run_count > 1]
