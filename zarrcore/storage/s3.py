@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 from typing import Any, Literal
 
 from zarrcore.errors import AccessDenied, StoreError, TransientStoreError
@@ -58,6 +59,10 @@ class S3Store(CloudStore):
     (the default) leaves botocore's rule (signed over http, and over https unless a checksum header is
     sent); ``False`` sends ``UNSIGNED-PAYLOAD`` and saves hashing every body (over https TLS still
     protects it; over plain http only ``checksums="when_supported"`` does); ``True`` always signs.
+    ``verify`` is how an https endpoint's certificate is checked: ``None`` (the default) uses botocore's
+    rule (``AWS_CA_BUNDLE``, else the bundled CA certificates), a path names a CA bundle (a server with a
+    private CA, e.g. MinIO), ``False`` skips the check (an encrypted but unauthenticated connection).
+    A certificate that fails the check is an error at once, never retried.
     """
 
     scheme = "s3"
@@ -85,6 +90,7 @@ class S3Store(CloudStore):
         list_page_size: int = 1000,
         checksums: Literal["when_required", "when_supported"] = "when_required",
         payload_signing: bool | None = None,
+        verify: bool | str | None = None,
     ) -> None:
         super().__init__(bucket, prefix, retry=retry, read_only=read_only, list_page_size=list_page_size)
         if checksums not in ("when_required", "when_supported"):
@@ -93,6 +99,12 @@ class S3Store(CloudStore):
             raise ValueError(f"addressing_style must be 'auto', 'path' or 'virtual', got {addressing_style!r}")
         if payload_signing not in (None, True, False):
             raise ValueError(f"payload_signing must be None, True or False, got {payload_signing!r}")
+        if verify is True:
+            verify = None
+        if not (verify is None or verify is False or isinstance(verify, str)):
+            raise ValueError(f"verify must be None, False or a CA bundle path, got {verify!r}")
+        if isinstance(verify, str) and not os.path.isfile(verify):
+            raise ValueError(f"verify: no CA bundle file at {verify!r}")
         register_secret(
             access_key_id,
             secret_access_key,
@@ -121,7 +133,7 @@ class S3Store(CloudStore):
             region_name=region,
             profile_name=profile,
         )
-        self._client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self._client = session.client("s3", endpoint_url=endpoint_url, config=config, verify=verify)
         # botocore wraps a bytes body in a BytesIO, then copies it out block by block for the SHA-256
         # and again for the socket, after an Expect: 100-continue round trip. As bytes it is hashed in
         # place and sent with one sendall; our retries send the same bytes again.
@@ -183,12 +195,28 @@ class S3Store(CloudStore):
             return classify_status(status, code), reason
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.NoAuthTokenError):
             return AccessDenied, f"{short(exc)}; configure AWS credentials or pass anonymous=True for public buckets"
+        if isinstance(exc, bx.SSLError) and _certificate_refused(exc):
+            return StoreError, (f"the TLS certificate of {safe_endpoint(self.endpoint_url)} failed the check "
+                                f"({short(exc)}); for a server with a private CA pass verify=<CA bundle path> "
+                                "or set AWS_CA_BUNDLE")  # fmt: skip
         if isinstance(exc, _TRANSPORT_ERRORS):
             return TransientStoreError, f"{type(exc).__name__}: {short(exc)}"
         return StoreError, f"{type(exc).__name__}: {short(exc)}"
 
     def close(self) -> None:
         self._client.close()
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a TLS error is a certificate that failed verification (permanent), not a broken handshake."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _status(exc: bx.ClientError) -> int:
