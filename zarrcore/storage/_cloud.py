@@ -13,6 +13,7 @@ import abc
 import functools
 import logging
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import ClassVar, TypeVar
@@ -36,6 +37,7 @@ __all__ = [
     "Classified",
     "CloudStore",
     "Page",
+    "certificate_refused",
     "classify_status",
     "http_range",
     "short",
@@ -107,6 +109,19 @@ def classify_status(status: int, code: str = "") -> type[StoreError]:
     if status in (408, 500, 502, 503, 504) or code in ("RequestTimeout", "InternalError"):
         return TransientStoreError
     return StoreError
+
+
+def certificate_refused(exc: BaseException) -> bool:
+    """Whether an error is a TLS certificate that failed verification (permanent), as opposed to a
+    broken handshake or connection (transient). SDKs wrap it, so the causes are searched too."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def http_range(byte_range: ByteRange) -> str:
@@ -211,6 +226,8 @@ class CloudStore(Store):
     scheme: ClassVar[str]
     #: Logger name prefixes of the SDK and its HTTP stack, redacted by :func:`protect_logs`.
     log_prefixes: ClassVar[tuple[str, ...]] = ("urllib3",)
+    #: How to make a server with a private CA trusted; told when its TLS certificate fails the check.
+    tls_hint: ClassVar[str] = "to trust a private CA, set REQUESTS_CA_BUNDLE to its CA bundle"
 
     def __init__(
         self,
@@ -287,7 +304,11 @@ class CloudStore(Store):
         return _retry.call(attempt, self.retry, description=f"{op} {key!r} in {self.url}")
 
     def _error(self, op: str, key: str | None, exc: Exception) -> StoreError:
-        cls, reason = self._classify(exc)
+        if certificate_refused(exc):  # permanent: a retry meets the same certificate
+            cls: type[StoreError] = StoreError
+            reason = f"the server's TLS certificate failed the check: {short(exc)}; {self.tls_hint}"
+        else:
+            cls, reason = self._classify(exc)
         where = f"{'prefix' if op == 'list' else 'key'} {key!r} in {self.url}" if key is not None else self.url
         if cls is NotFound:
             summary = f"no object at {where}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import ssl
 from typing import Any, Literal
 
 from zarrcore.errors import AccessDenied, StoreError, TransientStoreError
@@ -67,6 +66,7 @@ class S3Store(CloudStore):
 
     scheme = "s3"
     log_prefixes = ("boto3", "botocore", "s3transfer", "urllib3")
+    tls_hint = "to trust a private CA, pass verify=<CA bundle path> or set AWS_CA_BUNDLE"
 
     def __init__(
         self,
@@ -195,28 +195,12 @@ class S3Store(CloudStore):
             return classify_status(status, code), reason
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.NoAuthTokenError):
             return AccessDenied, f"{short(exc)}; configure AWS credentials or pass anonymous=True for public buckets"
-        if isinstance(exc, bx.SSLError) and _certificate_refused(exc):
-            return StoreError, (f"the TLS certificate of {safe_endpoint(self.endpoint_url)} failed the check "
-                                f"({short(exc)}); for a server with a private CA pass verify=<CA bundle path> "
-                                "or set AWS_CA_BUNDLE")  # fmt: skip
         if isinstance(exc, _TRANSPORT_ERRORS):
             return TransientStoreError, f"{type(exc).__name__}: {short(exc)}"
         return StoreError, f"{type(exc).__name__}: {short(exc)}"
 
     def close(self) -> None:
         self._client.close()
-
-
-def _certificate_refused(exc: BaseException) -> bool:
-    """Whether a TLS error is a certificate that failed verification (permanent), not a broken handshake."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _status(exc: bx.ClientError) -> int:

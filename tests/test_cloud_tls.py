@@ -1,4 +1,5 @@
-"""S3 over https: certificate checks (``verify``) and what is signed, against moto behind TLS on 127.0.0.1."""
+"""Object stores over https, against moto, fake-gcs-server and Azurite behind TLS with a certificate of their
+own on 127.0.0.1: trusting a private CA, refusing an untrusted certificate at once, what S3 signs."""
 
 from __future__ import annotations
 
@@ -93,3 +94,45 @@ def test_what_is_signed_over_https(
     expected = hashlib.sha256(body).hexdigest() if content_sha256 == "sha256" else content_sha256
     assert headers["x-amz-content-sha256"] == expected
     assert ("x-amz-trailer" in headers) is (checksums == "when_supported")
+
+
+# -- GCS and Azure over https -----------------------------------------------------------------------
+
+
+@pytest.fixture(params=["gcs", "azure"])
+def tls_backend(request: pytest.FixtureRequest) -> tuple[str, Any, str]:
+    """``(backend, server over https, fresh bucket or container)``."""
+    server = request.getfixturevalue(f"{request.param}_tls_server")
+    bucket = server.new_bucket() if request.param == "gcs" else server.new_container()
+    return request.param, server, bucket
+
+
+def test_gcs_and_azure_trust_a_private_ca_through_requests_ca_bundle(
+    tls_backend: tuple[str, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, server, bucket = tls_backend
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_bundle)
+    store = server.store(bucket, "p")
+    assert server.process.endpoint.startswith("https://")
+    store.put("a/b", b"over tls")
+    store.put("meta", b"first", mode="create")
+    with pytest.raises(AlreadyExists):
+        store.put("meta", b"second", mode="create")
+    assert store.get("a/b") == b"over tls" and store.get("meta") == b"first"
+
+
+def test_gcs_and_azure_refuse_an_untrusted_certificate_at_once(
+    tls_backend: tuple[str, Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, server, bucket = tls_backend
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    store = server.store(bucket, "p", retry=RetryPolicy(attempts=5, base_delay=1.0, max_delay=1.0))
+    t0 = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        store.put("k", b"never stored")
+    assert time.monotonic() - t0 < 1.0, "a certificate that fails the check must not be retried"
+    assert not isinstance(info.value, TransientStoreError)
+    assert "certificate" in str(info.value) and "REQUESTS_CA_BUNDLE" in str(info.value)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_bundle)
+    assert not server.store(bucket, "p").exists("k")  # nothing was written
