@@ -4,8 +4,12 @@ errors, and leave no temporary file behind."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -132,3 +136,47 @@ def test_whole_reads_of_every_size_around_the_read_hint(tmp_path: Path) -> None:
     assert store.get("grown") == b"a" * 10
     (tmp_path / "grown").write_bytes(b"b" * 20_000_000)
     assert store.get("grown") == b"b" * 20_000_000
+
+
+HIDE_PROC = """
+import ctypes, json, os, sys
+from zarrcore.errors import AlreadyExists
+from zarrcore.storage.local import UNNAMED_FILES, LocalStore
+
+store = LocalStore(sys.argv[1])
+store.put("a/before", b"unnamed")  # /proc is there: an unnamed file, linked through /proc/self/fd
+decided = store._unnamed
+if ctypes.CDLL(None, use_errno=True).mount(b"none", b"/proc", b"tmpfs", 0, None) != 0:
+    sys.exit(77)  # this kernel refuses the mount in a user namespace
+store.put("a/k", b"first", mode="create")  # the /proc link is gone: written again through a named file
+store.put("a/k", b"second, longer")
+store.put("b/new/folder", b"x" * 100_000)
+try:
+    store.put("a/k", b"third", mode="create")
+    refused = False
+except AlreadyExists:
+    refused = True
+print(json.dumps({"at_import": UNNAMED_FILES, "before": decided, "after": store._unnamed, "refused": refused}))
+"""
+
+
+def test_a_process_that_loses_proc_falls_back_to_named_files(tmp_path: Path) -> None:
+    """/proc hidden after the store chose unnamed files (a user and mount namespace, a real kernel):
+    the put whose link fails writes the object again through a named file, later puts go there at
+    once, and every object is whole with no temporary file left."""
+    if not UNNAMED_FILES:
+        pytest.skip("no O_TMPFILE or /proc here")
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare(1)")
+    root = tmp_path / "store"
+    run = subprocess.run([unshare, "--user", "--map-root-user", "--mount", sys.executable, "-c", HIDE_PROC, str(root)],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    if run.returncode == 77 or "unshare failed" in run.stderr:
+        pytest.skip(f"no user and mount namespaces here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"at_import": True, "before": True, "after": False, "refused": True}
+    files = snapshot(root)
+    assert {k: v[0] for k, v in files.items()} == {"a/before": b"unnamed", "a/k": b"second, longer",
+                                                   "b/new/folder": b"x" * 100_000}  # fmt: skip
+    assert not [p for p in root.rglob("*") if p.name.startswith(TMP_PREFIX)]

@@ -198,7 +198,7 @@ class LocalStore(Store):
                 if mode == "create":
                     raise self._exists(key) from None
             except OSError as exc:  # no link to an open file here, or the folder just went away
-                if exc.errno != errno.ENOENT:
+                if exc.errno != errno.ENOENT or os.path.isdir(folder):  # ENOENT, folder there: no /proc
                     self._unnamed = False
                 return False  # the named path writes the object again (the unnamed file vanishes)
             # Replacing an object: a temporary name, then a rename over the old file.
