@@ -13,12 +13,13 @@ from zarrcore._pool import run_all
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
 from zarrcore.codecs.pipeline import codec_configs
+from zarrcore.codecs.sharding import box_selection
 from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
 from zarrcore.metadata import ArrayMetadata, parse_dtype
 from zarrcore.metadata.dtypes import is_fill, normalize_fill_value
 from zarrcore.nodes import Node, write_node
-from zarrcore.storage.base import Store, join_key
+from zarrcore.storage.base import RangeRequest, Store, join_key
 
 __all__ = ["Array", "build_array_metadata"]
 
@@ -173,6 +174,13 @@ class Array(Node):
         return self._meta.chunks
 
     @property
+    def inner_chunks(self) -> tuple[int, ...] | None:
+        """For a sharded array (``sharding_indexed``), the shape of the chunks inside each shard;
+        ``chunks`` is then the shard shape, the unit of storage. ``None`` when not sharded."""
+        sharding = self._pipeline.sharding
+        return sharding.inner_shape if sharding is not None else None
+
+    @property
     def dtype(self) -> np.dtype:
         return self._meta.dtype
 
@@ -231,6 +239,8 @@ class Array(Node):
             ("Bytes (uncompressed)", self.nbytes),
             ("Read-only", self.read_only),
         ]
+        if self.inner_chunks is not None:
+            rows.insert(5, ("Inner chunk shape", self.inner_chunks))
         if m.dimension_names:
             rows.insert(5, ("Dimension names", m.dimension_names))
         width = max(len(k) for k, _ in rows)
@@ -375,6 +385,42 @@ class Array(Node):
             m["decoded_bytes"] = chunk.nbytes
         return chunk
 
+    def _partial_reads(self) -> bool:
+        """Whether a part of a chunk can be read without the whole: a shard whose codecs are only
+        ``sharding_indexed`` (no transpose before it, nothing after it)."""
+        pipeline = self._pipeline
+        return pipeline.sharding is not None and not pipeline.transposes and not pipeline.bytes_codecs
+
+    def _load_part(self, p: Projection) -> np.ndarray | Any | None:
+        """``shard[p.chunk_selection]`` from the shard's index and only the inner chunks it touches;
+        ``None`` if the shard is not stored; ``NotImplemented`` when the selection touches more than
+        half the inner chunks (the whole shard is then read in one request)."""
+        sharding = self._pipeline.sharding
+        assert sharding is not None
+        box = tuple(slice(s, s + 1) if isinstance(s, int) else slice(s.start, s.stop) for s in p.chunk_selection)
+        if 2 * sharding.count_in(box) > sharding.count:
+            return NotImplemented
+        key = self._key(p.index)
+        with telemetry.span(("zarrcore", "chunk", "read"), self._span_meta(p.index, key)) as m:
+            try:
+                raw_index = self.store.get(key, sharding.index_range())
+            except NotFound:
+                m.update(meta_stored=False, encoded_bytes=0, decoded_bytes=0)
+                return None
+            fetched = [len(raw_index)]
+
+            def get_range(start: int, stop: int) -> bytes:
+                data = self.store.get(key, RangeRequest(start, stop))
+                fetched.append(len(data))
+                return data
+
+            try:
+                part = sharding.read_box(box, sharding.decode_index(raw_index), get_range)
+            except CodecError as exc:
+                raise ChunkError(p.index, exc, key=key) from exc
+            m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=part.nbytes, requests=len(fetched))
+        return part[box_selection(p.chunk_selection, box)]
+
     def read_chunk(self, index: Sequence[int], *, full: bool = False) -> np.ndarray:
         """A chunk's data, clipped to the array bounds (or the whole chunk shape with ``full=True``);
         the fill value where the chunk is not stored."""
@@ -416,7 +462,14 @@ class Array(Node):
         out = np.empty(selection_shape(sel), dtype=self.dtype)
         fill = self._meta.fill
 
+        partial = self._partial_reads()
+
         def read(p: Projection) -> None:
+            if partial and not p.complete:
+                part = self._load_part(p)
+                if part is not NotImplemented:
+                    out[p.out_selection] = fill if part is None else part
+                    return
             chunk = self._load(p.index)
             if chunk is None:
                 out[p.out_selection] = fill
@@ -564,3 +617,4 @@ class Array(Node):
 
         return write_stream(self, chunks, concurrency=concurrency, checkpoint=checkpoint, on_error=on_error,
                             retry=retry, timeout=timeout)  # fmt: skip
+

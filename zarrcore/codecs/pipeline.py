@@ -1,9 +1,10 @@
 """The chunk codec pipeline, built from metadata onto numcodecs.
 
-v3: ``array -> array`` codecs (``transpose``), one ``array -> bytes`` codec (``bytes``), then
-``bytes -> bytes`` codecs (``blosc``, ``zstd``, ``gzip``, ``crc32c``). v2: the ``filters`` then the
-``compressor``, each any codec numcodecs knows. Building a pipeline validates every codec, so a bad
-configuration fails when an array is created or opened, not at its first write.
+v3: ``array -> array`` codecs (``transpose``), one ``array -> bytes`` codec (``bytes``, or
+``sharding_indexed`` with its own inner codec list), then ``bytes -> bytes`` codecs (``blosc``,
+``zstd``, ``gzip``, ``crc32c``). v2: the ``filters`` then the ``compressor``, each any codec
+numcodecs knows. Building a pipeline validates every codec, so a bad configuration fails when an
+array is created or opened, not at its first write.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
+from zarrcore.codecs.sharding import ShardingCodec
 from zarrcore.errors import CodecError
 from zarrcore.metadata.model import ArrayMetadata
 
@@ -177,6 +179,8 @@ class CodecPipeline:
         self.transposes: list[_Transpose] = []
         self.bytes_codecs: list[Codec] = []
         self.filters: list[Codec] = []
+        #: The ``sharding_indexed`` codec, when chunks are shards of inner chunks.
+        self.sharding: ShardingCodec | None = None
         self._labels: list[str] = []  # names of the filters then the bytes codecs, for error messages
         self.order = meta.order
         self.nbytes = int(np.prod(meta.chunks, dtype=np.int64)) * meta.dtype.itemsize
@@ -191,7 +195,7 @@ class CodecPipeline:
                 self._labels.append("compressor")
         self._probe()
         # Decoding in C order with no transpose is one reshape; the bytes codecs innermost-first.
-        self._plain = meta.zarr_format == 3 and not self.transposes
+        self._plain = meta.zarr_format == 3 and not self.transposes and self.sharding is None
         self._decoders = [(_decoder(c), c.codec_id == "blosc") for c in reversed(self.bytes_codecs)]
         if any(c.codec_id == "blosc" for c in (*self.filters, *self.bytes_codecs)):
             _blosc_without_threads()
@@ -200,6 +204,7 @@ class CodecPipeline:
         #: GIL handoffs around every system call); slower codecs and larger chunks spread over threads.
         self.light = (
             self.nbytes <= LIGHT_CHUNK_BYTES
+            and self.sharding is None
             and not self.filters
             and all(c.codec_id == "blosc" and c.cname in _FAST_BLOSC for c in self.bytes_codecs)
             and getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -263,11 +268,20 @@ class CodecPipeline:
                     raise CodecError(f"{where}: invalid configuration {config!r}: {exc}") from None
                 self._labels.append(where)
             elif name == "sharding_indexed":
-                raise CodecError(f"{where}: sharding is not supported by this reader")
+                if stage != "array":
+                    raise CodecError(f"{where}: only one array->bytes codec is allowed")
+                shape = meta.chunks
+                for t in self.transposes:
+                    shape = tuple(shape[i] for i in t.order)
+                try:
+                    self.sharding = ShardingCodec(config, meta, shape, CodecPipeline)
+                except CodecError as exc:
+                    raise CodecError(f"{where}: {exc}") from None
+                stage = "bytes"
             else:
                 raise CodecError(f"{where}: unknown codec {name!r}")
         if stage != "bytes":
-            raise CodecError("codecs: an array->bytes codec ('bytes') is required")
+            raise CodecError("codecs: an array->bytes codec ('bytes' or 'sharding_indexed') is required")
 
     # -- encode/decode ---------------------------------------------------------------------------
     def encode(self, chunk: np.ndarray) -> bytes | memoryview:
@@ -276,6 +290,8 @@ class CodecPipeline:
             for t in self.transposes:
                 chunk = chunk.transpose(t.order)
             data: Any = np.ascontiguousarray(chunk, dtype=self.stored_dtype)
+            if self.sharding is not None:
+                data = self.sharding.encode(data)
         else:
             data = np.asarray(chunk, dtype=self.stored_dtype, order=self.order)
             if self.order == "F":
@@ -306,6 +322,8 @@ class CodecPipeline:
             if codec.codec_id == "blosc":
                 _check_blosc_frame(buf)
             buf = codec.decode(buf)
+        if self.sharding is not None:
+            return self._untransposed(self.sharding.decode(buf))
         if self.zarr_format == 2:
             for f in reversed(self.filters):
                 buf = f.decode(buf)
@@ -326,9 +344,15 @@ class CodecPipeline:
             shape = self.chunk_shape
             for t in self.transposes:
                 shape = tuple(shape[i] for i in t.order)
-            out = arr.reshape(shape)
-            for t in reversed(self.transposes):
-                out = out.transpose(t.inverse)
+            return self._untransposed(arr.reshape(shape))
+        if out.dtype != self.dtype:
+            out = out.astype(self.dtype)
+        return out
+
+    def _untransposed(self, out: np.ndarray) -> np.ndarray:
+        """A decoded v3 chunk in its stored axis order back in the array's order and dtype."""
+        for t in reversed(self.transposes):
+            out = out.transpose(t.inverse)
         if out.dtype != self.dtype:
             out = out.astype(self.dtype)
         return out

@@ -1,0 +1,247 @@
+"""The ``sharding_indexed`` codec: many inner chunks in one stored object (a shard), with an index.
+
+A shard holds the encoded inner chunks one after another and an index of ``(offset, nbytes)`` pairs,
+one per inner chunk in C order (``2**64 - 1`` twice for a chunk that is not stored), encoded by its own
+fixed-size codecs (``bytes`` and usually ``crc32c``) at the start or the end of the object. In zarrcore
+a shard is the unit of storage, so it is what the chunk grid, chunk keys and chunk streams count;
+:meth:`ShardingCodec.read_box` lets a reader fetch only the index and the inner chunks it needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import numpy as np
+
+from zarrcore.errors import CodecError
+from zarrcore.metadata.dtypes import is_fill
+from zarrcore.metadata.model import ArrayMetadata
+from zarrcore.storage.base import RangeRequest, SuffixRequest
+
+__all__ = ["COALESCE_GAP", "EMPTY", "ShardingCodec", "box_selection", "default_index_codecs", "sharding_codecs"]
+
+#: The index value of an inner chunk that is not stored (both offset and length).
+EMPTY = np.uint64(2**64 - 1)
+#: Inner chunks at most this many bytes apart in a shard are fetched with one range request.
+COALESCE_GAP = 64 << 10
+_INDEX_CODECS = {"bytes", "crc32c", "transpose"}  # the fixed-size codecs an index may use
+
+
+class _Pipeline(Protocol):
+    nbytes: int
+
+    def encode(self, chunk: np.ndarray) -> bytes | memoryview: ...
+
+    def decode(self, data: bytes | memoryview) -> np.ndarray: ...
+
+
+def default_index_codecs() -> list[dict[str, Any]]:
+    """The index codecs zarr-python writes: little-endian uint64 pairs and a CRC-32C checksum."""
+    return [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+
+
+def sharding_codecs(inner_chunks: tuple[int, ...], codecs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The v3 codec list of a sharded array: one ``sharding_indexed`` codec holding ``codecs``."""
+    config = {"chunk_shape": list(inner_chunks), "codecs": codecs, "index_codecs": default_index_codecs(),
+              "index_location": "end"}  # fmt: skip
+    return [{"name": "sharding_indexed", "configuration": config}]
+
+
+class ShardingCodec:
+    """``sharding_indexed`` as the array -> bytes codec of a :class:`~zarrcore.codecs.CodecPipeline`.
+
+    ``shard_shape`` is the shape the codec receives (the chunk shape after any ``transpose``);
+    ``build`` makes a pipeline from metadata (the inner chunks' and the index's).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        meta: ArrayMetadata,
+        shard_shape: tuple[int, ...],
+        build: Callable[[ArrayMetadata], _Pipeline],
+    ) -> None:
+        unknown = set(config) - {"chunk_shape", "codecs", "index_codecs", "index_location"}
+        if unknown:
+            raise CodecError(f"unknown configuration keys {sorted(unknown)}")
+        inner = config.get("chunk_shape")
+        if (
+            not isinstance(inner, list | tuple)
+            or len(inner) != len(shard_shape)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in inner)
+        ):
+            raise CodecError(f"chunk_shape must be {len(shard_shape)} integers >= 1, got {inner!r}")
+        self.inner_shape = tuple(inner)
+        if any(s % c for s, c in zip(shard_shape, self.inner_shape, strict=True)):
+            raise CodecError(
+                f"the shard shape {list(shard_shape)} must be a multiple of the inner chunk shape "
+                f"{list(self.inner_shape)} in every dimension"
+            )
+        self.location = config.get("index_location", "end")
+        if self.location not in ("start", "end"):
+            raise CodecError(f"index_location must be 'start' or 'end', got {self.location!r}")
+        codecs, index_codecs = config.get("codecs"), config.get("index_codecs", default_index_codecs())
+        for name, value in (("codecs", codecs), ("index_codecs", index_codecs)):
+            if not isinstance(value, list | tuple) or not all(isinstance(c, dict) for c in value):
+                raise CodecError(f"{name} must be a list of codec objects, got {value!r}")
+        odd = [c.get("name") for c in index_codecs if c.get("name") not in _INDEX_CODECS]
+        if odd:
+            raise CodecError(f"index_codecs must have a fixed size (bytes, crc32c, transpose), got {odd}")
+        self.shard_shape = shard_shape
+        self.grid = tuple(s // c for s, c in zip(shard_shape, self.inner_shape, strict=True))
+        self.count = math.prod(self.grid)
+        self.dtype = meta.dtype
+        self.fill = meta.fill
+        try:
+            self.inner = build(meta.replace(shape=self.inner_shape, chunks=self.inner_shape, codecs=tuple(codecs)))
+        except CodecError as exc:
+            raise CodecError(f"codecs: {exc}") from None
+        index_meta = ArrayMetadata(zarr_format=3, shape=(*self.grid, 2), chunks=(*self.grid, 2),
+                                   dtype=np.dtype("uint64"), fill_value=EMPTY, codecs=tuple(index_codecs))  # fmt: skip
+        try:
+            self.index_codec = build(index_meta)
+        except CodecError as exc:
+            raise CodecError(f"index_codecs: {exc}") from None
+        #: The encoded index's size in bytes (fixed: 16 per inner chunk, plus any checksum).
+        self.index_nbytes = len(memoryview(self.index_codec.encode(np.zeros((*self.grid, 2), "uint64"))).cast("B"))
+
+    def _regions(self) -> Iterator[tuple[int, tuple[slice, ...]]]:
+        """Each inner chunk's position in the index and its region in the shard, in C order."""
+        for n, position in enumerate(np.ndindex(*self.grid)):
+            yield n, tuple(slice(p * c, (p + 1) * c) for p, c in zip(position, self.inner_shape, strict=True))
+
+    # -- whole shards ------------------------------------------------------------------------------
+    def encode(self, shard: np.ndarray) -> bytes:
+        """Encode a shard: every inner chunk that holds more than the fill value, then the index."""
+        index = np.full((self.count, 2), EMPTY, dtype="uint64")
+        parts: list[bytes | memoryview] = []
+        offset = self.index_nbytes if self.location == "start" else 0
+        for n, region in self._regions():
+            chunk = shard[region]
+            if is_fill(chunk, self.fill):
+                continue
+            data = self.inner.encode(chunk)
+            size = memoryview(data).nbytes
+            index[n] = (offset, size)
+            parts.append(data)
+            offset += size
+        encoded_index = self.index_codec.encode(index.reshape(*self.grid, 2))
+        return b"".join([encoded_index, *parts] if self.location == "start" else [*parts, encoded_index])
+
+    def decode(self, data: bytes | memoryview) -> np.ndarray:
+        """Decode a whole shard to an array of the shard shape."""
+        view = memoryview(data).cast("B")
+        index = self.decode_index(self.index_bytes(view), len(view))
+        out = np.empty(self.shard_shape, dtype=self.dtype)
+        for n, region in self._regions():
+            offset, size = index[n]
+            if offset == EMPTY:
+                out[region] = self.fill
+            else:
+                out[region] = self.decode_inner(view[offset : offset + size])
+        return out
+
+    # -- parts of shards ---------------------------------------------------------------------------
+    def index_bytes(self, shard: memoryview) -> memoryview:
+        """The encoded index within a whole shard's bytes."""
+        if len(shard) < self.index_nbytes:
+            raise CodecError(f"shard of {len(shard)} bytes cannot hold its {self.index_nbytes}-byte index")
+        return shard[: self.index_nbytes] if self.location == "start" else shard[len(shard) - self.index_nbytes :]
+
+    def decode_index(self, data: bytes | memoryview, shard_nbytes: int | None = None) -> np.ndarray:
+        """The index as ``(count, 2)`` uint64 ``(offset, nbytes)`` rows, checked against the shard's size."""
+        if memoryview(data).nbytes != self.index_nbytes:
+            raise CodecError(f"shard index of {memoryview(data).nbytes} bytes, expected {self.index_nbytes}")
+        try:
+            index = self.index_codec.decode(data).reshape(self.count, 2)
+        except CodecError as exc:
+            raise CodecError(f"shard index: {exc}") from None
+        except Exception as exc:  # a checksum mismatch, from numcodecs
+            raise CodecError(f"shard index: {exc}") from None
+        empty = (index[:, 0] == EMPTY) & (index[:, 1] == EMPTY)
+        stored = index[~empty]
+        if ((index[:, 0] == EMPTY) != empty).any() or ((index[:, 1] == EMPTY) != empty).any():
+            raise CodecError("shard index: an inner chunk is half empty (offset or length alone is 2**64-1)")
+        if shard_nbytes is not None and len(stored):
+            ends = stored[:, 0] + stored[:, 1]
+            if (ends < stored[:, 0]).any() or int(ends.max()) > shard_nbytes:
+                raise CodecError(f"shard index: an inner chunk ends past the shard's {shard_nbytes} bytes")
+        return index
+
+    def decode_inner(self, data: bytes | memoryview) -> np.ndarray:
+        """Decode one inner chunk's bytes to an array of the inner chunk shape."""
+        return self.inner.decode(data)
+
+    def index_range(self) -> RangeRequest | SuffixRequest:
+        """Where the encoded index sits in a stored shard."""
+        if self.location == "start":
+            return RangeRequest(0, self.index_nbytes)
+        return SuffixRequest(self.index_nbytes)
+
+    def inner_chunks_in(self, box: tuple[slice, ...]) -> Iterator[tuple[int, tuple[slice, ...]]]:
+        """The inner chunks (index row, region in the shard) that a box of the shard overlaps."""
+        spans = [range(b.start // c, -(-b.stop // c)) for b, c in zip(box, self.inner_shape, strict=True)]
+        for cell in itertools.product(*spans):
+            region = tuple(slice(k * c, (k + 1) * c) for k, c in zip(cell, self.inner_shape, strict=True))
+            yield int(np.ravel_multi_index(cell, self.grid)), region
+
+    def count_in(self, box: tuple[slice, ...]) -> int:
+        """How many inner chunks a box of the shard overlaps."""
+        return math.prod(-(-b.stop // c) - b.start // c for b, c in zip(box, self.inner_shape, strict=True))
+
+    def read_box(
+        self, box: tuple[slice, ...], index: np.ndarray, get_range: Callable[[int, int], bytes | memoryview]
+    ) -> np.ndarray:
+        """The values in ``box`` (a region of the shard), decoding only the inner chunks it overlaps.
+        ``get_range(start, stop)`` returns those bytes of the stored shard; inner chunks at most
+        :data:`COALESCE_GAP` bytes apart are fetched with one call."""
+        out = np.full(tuple(b.stop - b.start for b in box), self.fill, dtype=self.dtype)
+        parts = sorted(
+            (int(index[n, 0]), int(index[n, 1]), region)
+            for n, region in self.inner_chunks_in(box)
+            if index[n, 0] != EMPTY
+        )
+        for start, stop, members in _coalesced(parts):
+            data = memoryview(get_range(start, stop)).cast("B")
+            if len(data) != stop - start:
+                raise CodecError(f"bytes {start}-{stop} of the shard: got {len(data)} bytes, the index is stale")
+            for offset, size, region in members:
+                chunk = self.decode_inner(data[offset - start : offset - start + size])
+                overlap = [
+                    (max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, box, strict=True)
+                ]
+                into = tuple(slice(lo - b.start, hi - b.start) for (lo, hi), b in zip(overlap, box, strict=True))
+                source = tuple(slice(lo - r.start, hi - r.start) for (lo, hi), r in zip(overlap, region, strict=True))
+                out[into] = chunk[source]
+        return out
+
+
+def box_selection(selection: tuple[int | slice, ...], box: tuple[slice, ...]) -> tuple[int | slice, ...]:
+    """``selection`` (ints and slices within a shard) relative to the start of ``box``."""
+    return tuple(
+        s - b.start if isinstance(s, int) else slice(s.start - b.start, s.stop - b.start, s.step)
+        for s, b in zip(selection, box, strict=True)
+    )
+
+
+def _coalesced(
+    parts: list[tuple[int, int, tuple[slice, ...]]],
+) -> Iterator[tuple[int, int, list[tuple[int, int, tuple[slice, ...]]]]]:
+    """Sorted ``(offset, size, region)`` parts as ``(start, stop, members)`` byte ranges: parts at
+    most :data:`COALESCE_GAP` bytes apart share one range."""
+    group: list[tuple[int, int, tuple[slice, ...]]] = []
+    start = stop = 0
+    for part in parts:
+        offset, size, _ = part
+        if group and offset - stop > COALESCE_GAP:
+            yield start, stop, group
+            group = []
+        if not group:
+            start, stop = offset, offset
+        group.append(part)
+        stop = max(stop, offset + size)
+    if group:
+        yield start, stop, group
