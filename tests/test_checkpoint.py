@@ -14,7 +14,7 @@ from zarrcore.checkpoint import CheckpointError
 from zarrcore.storage import LocalStore, MemoryStore
 from zarrcore.storage.local import TMP_PREFIX
 
-from .test_streaming import InstrumentedStore
+from .fixtures.instrumented import InstrumentedStore
 
 
 def saved(path: Path) -> set[tuple[int, ...]]:

@@ -19,7 +19,7 @@ from zarrcore import telemetry
 from zarrcore.errors import AccessDenied, ChunkError
 from zarrcore.storage import LocalStore
 
-from .test_streaming import InstrumentedStore
+from .fixtures.instrumented import InstrumentedStore
 
 Index = tuple[int, ...]
 

@@ -38,6 +38,7 @@ def create(
     attributes: dict[str, Any] | None = None,
     dimension_names: Sequence[str | None] | None = None,
     chunk_key_encoding: Literal["default", "v2"] | None = None,
+    shards: Any = None,
     overwrite: bool = False,
     path: str = "",
     write_empty_chunks: bool = False,
@@ -54,6 +55,11 @@ def create(
     ``compressor`` and ``filters`` are v2 numcodecs configs (default compressor: zstd level 3;
     ``None`` stores uncompressed). ``chunk_key_encoding`` (v3) is ``"default"`` (``c/0/1``) or ``"v2"``
     (``0.1``); ``dimension_separator`` sets its separator.
+
+    ``shards`` (v3) stores the array as shards of that shape, each holding ``chunks``-shaped inner
+    chunks and an index (``sharding_indexed``): far fewer objects, while a small read still fetches
+    only the inner chunks it needs. The shard is then the array's unit of storage: ``Array.chunks``
+    is the shard shape and ``Array.inner_chunks`` the inner one.
     """
     meta = build_array_metadata(
         shape=shape,
@@ -69,6 +75,7 @@ def create(
         attributes=attributes,
         dimension_names=dimension_names,
         chunk_key_encoding=chunk_key_encoding,
+        shards=shards,
     )
     store = _store(url_or_store, storage_options)
     written = create_node(store, path, meta, overwrite=overwrite)

@@ -13,7 +13,7 @@ from zarrcore._pool import run_all
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
 from zarrcore.codecs.pipeline import codec_configs
-from zarrcore.codecs.sharding import box_selection
+from zarrcore.codecs.sharding import box_selection, sharding_codecs
 from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
 from zarrcore.metadata import ArrayMetadata, parse_dtype
@@ -61,8 +61,12 @@ def build_array_metadata(
     attributes: dict[str, Any] | None = None,
     dimension_names: Sequence[str | None] | None = None,
     chunk_key_encoding: Literal["default", "v2"] | None = None,
+    shards: Any = None,
 ) -> ArrayMetadata:
-    """Validate user arguments into :class:`ArrayMetadata` (and its codec pipeline), writing nothing."""
+    """Validate user arguments into :class:`ArrayMetadata` (and its codec pipeline), writing nothing.
+
+    With ``shards`` (v3), ``chunks`` is the inner chunk shape and each stored object is a shard of
+    ``shards`` shape holding those chunks (``codecs`` then encode each inner chunk)."""
     if zarr_format not in (2, 3):
         raise MetadataError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     shape_t = _normalize_shape(shape, "shape")
@@ -90,6 +94,8 @@ def build_array_metadata(
         codec_list = codec_configs(codecs, "codecs", "name") if codecs is not None else default_codecs(dt)
         if order == "F" and len(shape_t) > 1 and not any(c.get("name") == "transpose" for c in codec_list):
             codec_list.insert(0, {"name": "transpose", "configuration": {"order": list(range(len(shape_t)))[::-1]}})
+        if shards is not None:
+            chunks_t, codec_list = _sharded(shape_t, chunks_t, _normalize_shape(shards, "shards"), codec_list)
         meta = ArrayMetadata(
             zarr_format=3,
             shape=shape_t,
@@ -105,6 +111,8 @@ def build_array_metadata(
     else:
         if codecs is not None:
             raise MetadataError("codecs is a Zarr v3 option; for v2 pass compressor= and filters=")
+        if shards is not None:
+            raise MetadataError("shards are a Zarr v3 feature; for v2 leave shards=None")
         if dimension_names is not None:
             raise MetadataError("dimension_names are a Zarr v3 feature; store them as attributes for v2")
         comp = {"id": "zstd", "level": 3} if compressor == "auto" else compressor
@@ -126,6 +134,22 @@ def build_array_metadata(
         )
     CodecPipeline(meta)  # fail now, not at the first write
     return meta
+
+
+def _sharded(
+    shape: tuple[int, ...], chunks: tuple[int, ...], shards: tuple[int, ...], codecs: list[dict[str, Any]]
+) -> tuple[tuple[int, ...], list[dict[str, Any]]]:
+    """The chunk shape and codec list of an array stored as ``shards`` of ``chunks``-shaped chunks."""
+    if len(shards) != len(shape):
+        raise MetadataError(f"shards: rank {len(shards)} does not match shape rank {len(shape)}")
+    if any(s < 1 or s % c for s, c in zip(shards, chunks, strict=True)):
+        raise MetadataError(
+            f"shards must be a multiple of chunks in every dimension, got shards {list(shards)} and "
+            f"chunks {list(chunks)}"
+        )
+    if any(c.get("name") == "sharding_indexed" for c in codecs):
+        raise MetadataError("pass either shards= or a 'sharding_indexed' codec, not both")
+    return shards, sharding_codecs(chunks, codecs)
 
 
 class Array(Node):

@@ -173,7 +173,12 @@ class ShardingCodec:
 
     def decode_inner(self, data: bytes | memoryview) -> np.ndarray:
         """Decode one inner chunk's bytes to an array of the inner chunk shape."""
-        return self.inner.decode(data)
+        try:
+            return self.inner.decode(data)
+        except CodecError:
+            raise
+        except Exception as exc:  # numcodecs raises RuntimeError, ValueError...
+            raise CodecError(f"inner chunk: {exc}") from None
 
     def index_range(self) -> RangeRequest | SuffixRequest:
         """Where the encoded index sits in a stored shard."""
@@ -207,7 +212,9 @@ class ShardingCodec:
         for start, stop, members in _coalesced(parts):
             data = memoryview(get_range(start, stop)).cast("B")
             if len(data) != stop - start:
-                raise CodecError(f"bytes {start}-{stop} of the shard: got {len(data)} bytes, the index is stale")
+                raise CodecError(
+                    f"bytes {start}-{stop} of the shard: got {len(data)}, the shard is shorter than its index says"
+                )
             for offset, size, region in members:
                 chunk = self.decode_inner(data[offset - start : offset - start + size])
                 overlap = [

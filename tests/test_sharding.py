@@ -1,0 +1,326 @@
+"""Sharded arrays (``sharding_indexed``): what we write opens in zarr-python and the other way round,
+small reads fetch only the index and the inner chunks they touch, and bad configurations or damaged
+shards fail clearly without losing anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import zarrcore
+from zarrcore.codecs.sharding import EMPTY, ShardingCodec
+from zarrcore.errors import ChunkError, CodecError, MetadataError
+from zarrcore.storage import LocalStore
+from zarrcore.storage.base import RangeRequest, SuffixRequest
+
+from .fixtures.instrumented import InstrumentedStore
+
+zarr = pytest.importorskip("zarr")
+
+BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
+BIG_ENDIAN = {"name": "bytes", "configuration": {"endian": "big"}}
+BLOSC = {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "typesize": 8,
+                                           "blocksize": 0}}  # fmt: skip
+TWO_LEVELS = {"name": "sharding_indexed", "configuration": {"chunk_shape": [2, 2], "codecs": [BYTES]}}
+
+
+def sample(shape: tuple[int, ...], dtype: str = "float32", seed: int = 0) -> np.ndarray:
+    """Values with some regions left at the fill value 0, so some inner chunks are empty."""
+    data = np.random.default_rng(seed).integers(1, 1000, size=shape).astype(dtype)
+    data[: shape[0] // 3] = 0
+    return data
+
+
+def shard_of(array: zarrcore.Array, index: tuple[int, ...]) -> bytes:
+    data = array.read_chunk_bytes(index)
+    assert data is not None
+    return data
+
+
+def stored_index(array: zarrcore.Array, index: tuple[int, ...]) -> np.ndarray:
+    """The decoded index of a stored shard: ``(offset, nbytes)`` per inner chunk."""
+    sharding = array._pipeline.sharding
+    assert sharding is not None
+    shard = memoryview(shard_of(array, index))
+    return sharding.decode_index(sharding.index_bytes(shard), len(shard))
+
+
+# ----------------------------------------------------------------------------------- round trips
+
+
+def test_shards_hold_inner_chunks_and_read_back(tmp_path: Path) -> None:
+    data = sample((100, 90))
+    a = zarrcore.create(tmp_path / "a.zarr", shape=data.shape, chunks=(10, 15), shards=(40, 30), dtype="float32",
+                        fill_value=0)  # fmt: skip
+    assert a.chunks == (40, 30) and a.inner_chunks == (10, 15) and a.grid_shape == (3, 3)
+    a[...] = data
+    np.testing.assert_array_equal(a[...], data)
+    # The first shard row holds only zeros except its last 7 rows: its upper inner chunks are not stored.
+    index = stored_index(a, (0, 0))
+    assert [bool(row[0] == EMPTY) for row in index[::2]] == [True, True, True, False]
+    assert a.nchunks_stored() == 9  # one object per shard
+    codec = a.metadata.codecs[0]
+    assert codec["name"] == "sharding_indexed" and codec["configuration"]["chunk_shape"] == [10, 15]
+    z = zarr.open_array(str(tmp_path / "a.zarr"), mode="r")
+    assert z.shards == (40, 30) and z.chunks == (10, 15)
+    np.testing.assert_array_equal(z[...], data)
+
+
+def test_a_shard_of_only_the_fill_value_is_not_stored(tmp_path: Path) -> None:
+    a = zarrcore.create(tmp_path, shape=(20, 20), chunks=(5, 5), shards=(10, 10), dtype="int16", fill_value=-1)
+    a[...] = -1
+    a[12, 3] = 7
+    assert a.nchunks_stored() == 1
+    index = stored_index(a, (1, 0))
+    assert (index[:, 0] != EMPTY).sum() == 1  # the one inner chunk holding the 7
+    a[12, 3] = -1
+    assert a.nchunks_stored() == 0
+    assert (a[...] == -1).all()
+
+
+@pytest.mark.parametrize(
+    "inner_codecs",
+    [
+        pytest.param([BYTES], id="raw"),
+        pytest.param([BYTES, {"name": "zstd", "configuration": {"level": 1}}], id="zstd"),
+        pytest.param([BYTES, BLOSC], id="blosc"),
+        pytest.param([BIG_ENDIAN, {"name": "gzip", "configuration": {"level": 3}}, {"name": "crc32c"}],
+                     id="big-endian-gzip-crc32c"),
+        pytest.param([{"name": "transpose", "configuration": {"order": [1, 0]}}, BYTES], id="transposed"),
+        pytest.param([{"name": "sharding_indexed", "configuration": {"chunk_shape": [5, 2], "codecs": [BYTES]}}],
+                     id="nested"),
+    ],
+)
+@pytest.mark.parametrize("location", ["end", "start"])
+def test_zarr_python_reads_every_layout_we_write(tmp_path: Path, inner_codecs: list[dict[str, Any]],
+                                                 location: str) -> None:  # fmt: skip
+    data = sample((30, 44), "float64")
+    config = {"chunk_shape": [5, 4], "codecs": inner_codecs, "index_location": location}
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(10, 8), dtype="float64", fill_value=0,
+                        codecs=[{"name": "sharding_indexed", "configuration": config}])  # fmt: skip
+    a[...] = data
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path), mode="r")[...], data)
+    np.testing.assert_array_equal(a[3:27:2, 5], data[3:27:2, 5])  # partial reads of each shard
+
+
+@pytest.mark.parametrize("location", ["end", "start"])
+@pytest.mark.parametrize("order", ["morton", "lexicographic"])
+def test_we_read_what_zarr_python_writes(tmp_path: Path, location: str, order: str) -> None:
+    from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
+
+    data = sample((64, 50), "int32")
+    codec = ShardingCodec(chunk_shape=(8, 5), codecs=[BytesCodec(), BloscCodec(cname="zstd", clevel=3)],
+                          index_location=location, subchunk_write_order=order)  # fmt: skip
+    z = zarr.create_array(str(tmp_path), shape=data.shape, chunks=(32, 25), dtype="int32", fill_value=0,
+                          serializer=codec, compressors=None)  # fmt: skip
+    z[...] = data
+    a = zarrcore.open_array(tmp_path)
+    assert a.chunks == (32, 25) and a.inner_chunks == (8, 5)
+    np.testing.assert_array_equal(a[...], data)
+    rng = np.random.default_rng(1)
+    for _ in range(100):  # whole shards, parts of shards, strides and single elements
+        sel = []
+        for n in data.shape:
+            lo = int(rng.integers(0, n))
+            hi = int(rng.integers(lo, n + 1))
+            sel.append(slice(lo, hi, int(rng.integers(1, 4))) if rng.random() < 0.8 else lo)
+        np.testing.assert_array_equal(a[tuple(sel)], data[tuple(sel)])
+    # A write to part of a shard keeps the rest of it, and zarr-python reads the result.
+    a = zarrcore.open_array(tmp_path, mode="r+")
+    a[40:42, 3:30] = -5
+    data[40:42, 3:30] = -5
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path), mode="r")[...], data)
+
+
+V3_DTYPES = ["bool", "int8", "uint16", "int32", "uint64", "float16", "float32", "float64", "complex64", "complex128"]
+
+
+@pytest.mark.parametrize("dtype", V3_DTYPES)
+def test_every_dtype_both_ways(tmp_path: Path, dtype: str) -> None:
+    """Edge shards cut by the array's bounds; NaN as the fill value for floats."""
+    rng = np.random.default_rng(5)
+    data = (rng.random((13, 11)) * 100).astype(dtype)
+    fill = np.nan if np.dtype(dtype).kind in "fc" else 0
+    data[:4] = fill  # the first inner chunks hold only the fill value
+    ours = zarrcore.create(tmp_path / "ours", shape=data.shape, chunks=(2, 3), shards=(4, 6), dtype=dtype,
+                           fill_value=fill)  # fmt: skip
+    ours[...] = data
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "ours"), mode="r")[...], data)
+    theirs = zarr.create_array(str(tmp_path / "theirs"), shape=data.shape, chunks=(2, 3), shards=(4, 6),
+                               dtype=dtype, fill_value=fill)  # fmt: skip
+    theirs[...] = data
+    np.testing.assert_array_equal(zarrcore.open_array(tmp_path / "theirs")[...], data)
+    np.testing.assert_array_equal(zarrcore.open_array(tmp_path / "theirs")[5, 1:10:3], data[5, 1:10:3])
+
+
+def test_f_order_and_a_group_child_and_streams(tmp_path: Path) -> None:
+    data = sample((24, 36), "uint16")
+    g = zarrcore.create_group(tmp_path / "g.zarr")
+    a = g.create_array("x", shape=data.shape, chunks=(6, 6), shards=(12, 18), dtype="uint16", order="F")
+    summary = a.write_stream(((i, data[a.chunk_region(i)]) for i in a.chunk_indices()), concurrency=2)
+    assert summary.written == a.nchunks == 4
+    out = np.zeros_like(data)
+    for index, chunk in a.stream_chunks(concurrency=2):
+        out[a.chunk_region(index)] = chunk
+    np.testing.assert_array_equal(out, data)
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "g.zarr"), mode="r")["x"][...], data)
+
+
+# ---------------------------------------------------------------------------------- partial reads
+
+
+def test_small_reads_fetch_the_index_and_only_the_inner_chunks_they_touch(tmp_path: Path) -> None:
+    data = sample((100, 100), seed=2)
+    data[:] += 1  # no empty inner chunks
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(10, 10), shards=(50, 50), dtype="float32",
+                        codecs=[BYTES])  # fmt: skip
+    a[...] = data
+    counted = InstrumentedStore(LocalStore(tmp_path))
+    b = zarrcore.open_array(counted)
+    key = b.chunk_key((0, 1))
+    shard_size = len(shard_of(b, (0, 1)))
+    inner = 10 * 10 * 4
+
+    def gets_of(selection: Any) -> list[tuple[Any, int]]:
+        counted.gets.clear()
+        np.testing.assert_array_equal(b[selection], data[selection])
+        return [(r, n) for k, r, n in counted.gets if k == key]
+
+    # One element: the index (a suffix), then one inner chunk.
+    one = gets_of((3, 57))
+    assert [type(r) for r, _ in one] == [SuffixRequest, RangeRequest]
+    assert one[0][1] == 25 * 16 + 4 and one[1][1] == inner
+    # A row across the shard: five inner chunks side by side in the file, fetched as one range.
+    row = gets_of((slice(3, 4), slice(50, 100)))
+    assert [type(r) for r, _ in row] == [SuffixRequest, RangeRequest] and row[1][1] == 5 * inner
+    # A column: five inner chunks 4 chunks apart (1.6 KB gaps, under the 64 KiB gap): one range too.
+    assert len(gets_of((slice(0, 50), 73))) == 2
+    # More than half the shard: the whole object in one request.
+    whole = gets_of((slice(0, 40), slice(50, 100)))
+    assert whole == [(None, shard_size)]
+    # Across shards: each shard is read on its own terms.
+    counted.gets.clear()
+    np.testing.assert_array_equal(b[45:55, 45:55], data[45:55, 45:55])
+    assert len({k for k, _, _ in counted.gets}) == 4 and len(counted.gets) == 8
+
+
+def test_partial_reads_of_missing_shards_and_empty_inner_chunks_give_the_fill_value(tmp_path: Path) -> None:
+    a = zarrcore.create(tmp_path, shape=(40, 40), chunks=(4, 4), shards=(20, 20), dtype="float32", fill_value=-2)
+    a[0, 0] = 5
+    counted = InstrumentedStore(LocalStore(tmp_path))
+    b = zarrcore.open_array(counted)
+    counted.keys["get"].clear()
+    assert b[30, 30] == -2  # no shard: one request, for the index, that finds nothing
+    assert counted.keys["get"] == [b.chunk_key((1, 1))]
+    counted.gets.clear()
+    assert (b[1:3, 5:9] == -2).all()  # the shard exists, that inner chunk does not: the index only
+    assert len(counted.gets) == 1 and b[0, 0] == 5
+
+
+def test_partial_reads_on_s3(s3_server: Any, s3_bucket: str) -> None:
+    data = np.arange(1, 64 * 64 + 1, dtype="int64").reshape(64, 64)
+    store = s3_server.store(s3_bucket, "sharded.zarr")
+    a = zarrcore.create(store, shape=data.shape, chunks=(16, 16), shards=(64, 64), dtype="int64", codecs=[BYTES])
+    a[...] = data
+    counted = InstrumentedStore(store)
+    b = zarrcore.open_array(counted)
+    counted.gets.clear()
+    np.testing.assert_array_equal(b[17:20, 30:34], data[17:20, 30:34])
+    # The index (16 rows of 16 bytes and a checksum), then two neighbouring 2 KiB inner chunks in one range.
+    assert [n for _, _, n in counted.gets] == [260, 2 * 2048] and len(shard_of(a, (0, 0))) == 260 + 16 * 2048
+    np.testing.assert_array_equal(b[...], data)
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"chunks": (4, 4), "shards": (10, 8)}, r"shards must be a multiple of chunks.*\[10, 8\].*\[4, 4\]"),
+        ({"chunks": (4, 4), "shards": (8,)}, "shards: rank 1 does not match shape rank 2"),
+        ({"chunks": (4, 4), "shards": (8, 0)}, "shards must be a multiple of chunks"),
+        ({"chunks": (4, 4), "shards": (8, 8), "zarr_format": 2}, "shards are a Zarr v3 feature"),
+        ({"chunks": (4, 4), "shards": (8, 8), "codecs": [TWO_LEVELS]}, "either shards= or a 'sharding_indexed' codec"),
+    ],
+)
+def test_bad_shards_are_refused_before_anything_is_written(tmp_path: Path, kwargs: dict[str, Any],
+                                                           message: str) -> None:  # fmt: skip
+    with pytest.raises(MetadataError, match=message):
+        zarrcore.create(tmp_path / "a", shape=(16, 16), dtype="float32", **kwargs)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"chunk_shape": [3, 4], "codecs": [BYTES]}, r"shard shape \[8, 8\] must be a multiple of the inner chunk"),
+        ({"chunk_shape": [4], "codecs": [BYTES]}, "chunk_shape must be 2 integers >= 1"),
+        ({"chunk_shape": [4, True], "codecs": [BYTES]}, "chunk_shape must be 2 integers >= 1"),
+        ({"chunk_shape": [4, 4]}, "codecs must be a list of codec objects"),
+        ({"chunk_shape": [4, 4], "codecs": [{"name": "zstd"}]}, r"codecs: codecs\[0\] \('zstd'\): bytes->bytes"),
+        ({"chunk_shape": [4, 4], "codecs": [BYTES], "index_codecs": [BYTES, {"name": "zstd"}]},
+         r"index_codecs must have a fixed size .*\['zstd'\]"),
+        ({"chunk_shape": [4, 4], "codecs": [BYTES], "index_location": "middle"}, "index_location must be"),
+        ({"chunk_shape": [4, 4], "codecs": [BYTES], "x": 1}, r"unknown configuration keys \['x'\]"),
+    ],
+)
+def test_bad_sharding_configurations_name_the_problem(tmp_path: Path, config: dict[str, Any], message: str) -> None:
+    codecs = [{"name": "sharding_indexed", "configuration": config}]
+    with pytest.raises(CodecError, match=message) as info:
+        zarrcore.create(tmp_path / "a", shape=(16, 16), chunks=(8, 8), dtype="float32", codecs=codecs)
+    assert "codecs[0] ('sharding_indexed')" in str(info.value)
+    assert not (tmp_path / "a").exists()
+
+
+def test_sharding_after_another_array_to_bytes_codec_is_refused(tmp_path: Path) -> None:
+    codecs = [BYTES, {"name": "sharding_indexed", "configuration": {"chunk_shape": [4, 4], "codecs": [BYTES]}}]
+    with pytest.raises(CodecError, match="only one array->bytes codec"):
+        zarrcore.create(tmp_path / "a", shape=(16, 16), chunks=(8, 8), dtype="float32", codecs=codecs)
+
+
+def damaged(tmp_path: Path) -> tuple[zarrcore.Array, np.ndarray]:
+    data = sample((32, 32), seed=4) + 1
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(4, 4), shards=(16, 16), dtype="float32")
+    a[...] = data
+    return zarrcore.open_array(tmp_path, mode="r+"), data
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[:-1], "shard index"),  # a byte short: the checksum no longer matches
+        (lambda b: b[:-20] + bytes([b[-20] ^ 0xFF]) + b[-19:], "shard index"),  # a flipped index byte
+        (lambda b: b[:10], "cannot hold its|shard index of 10 bytes, expected 260"),  # cut short
+        (lambda b: b"\0" * 16 + b, "decompression error"),  # bytes added in front: offsets point wrong
+    ],
+)
+def test_a_damaged_shard_is_a_chunk_error_and_the_others_still_read(tmp_path: Path, damage: Any,
+                                                                    message: str) -> None:  # fmt: skip
+    a, data = damaged(tmp_path)
+    path = tmp_path / a.chunk_key((1, 0))
+    path.write_bytes(damage(path.read_bytes()))
+    for selection in ((slice(16, 32), slice(0, 16)), (20, 3)):  # the whole shard, then a partial read
+        with pytest.raises(ChunkError, match=message) as info:
+            a[selection]
+        assert info.value.index == (1, 0) and a.chunk_key((1, 0)) in str(info.value)
+    for index in ((0, 0), (0, 1), (1, 1)):
+        np.testing.assert_array_equal(a.read_chunk(index), data[a.chunk_region(index)])
+
+
+def test_an_index_pointing_past_the_end_is_refused(tmp_path: Path) -> None:
+    a, _ = damaged(tmp_path)
+    sharding = a._pipeline.sharding
+    assert isinstance(sharding, ShardingCodec)
+    shard = bytearray(shard_of(a, (0, 0)))
+    index = sharding.decode_index(sharding.index_bytes(memoryview(shard)), len(shard)).copy()
+    index[3, 1] += 1_000_000
+    shard[-sharding.index_nbytes :] = bytes(memoryview(sharding.index_codec.encode(index.reshape(4, 4, 2))))
+    (tmp_path / a.chunk_key((0, 0))).write_bytes(bytes(shard))
+    with pytest.raises(ChunkError, match="ends past the shard"):
+        a.read_chunk((0, 0))
+    with pytest.raises(ChunkError, match=r"got \d+, the shard is shorter than its index says"):
+        a[1, 13]  # inner chunk 3: a range that the object cannot fill
