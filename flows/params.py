@@ -96,6 +96,12 @@ class ArrayLayout(BaseModel):
     chunk_bytes: int = Field(
         4 * MiB, ge=1024, le=1024 * MiB, description="Target uncompressed chunk size when chunks are not given."
     )
+    shards: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
+        None,
+        description="Shard shape (Zarr v3): each stored object is a shard holding chunks-shaped inner chunks and "
+        "an index, a multiple of chunks in every dimension. Needs chunks (or a sharded Zarr source). Default: a "
+        "Zarr source's layout, else one object per chunk.",
+    )
     dtype: str | None = Field(None, description="Stored data type (e.g. float32); default: the source's.")
     zarr_format: Literal[2, 3] | None = Field(None, description="Zarr format 2 or 3; default: a Zarr source's, else 3.")
     compression: Compression | None = Field(

@@ -74,7 +74,13 @@ def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any
     src: ArrayMetadata | None = getattr(getattr(reader, "array", None), "metadata", None)
     zarr_format = layout.zarr_format or (src.zarr_format if src else 3)
     dtype = np.dtype(layout.dtype) if layout.dtype else reader.dtype
-    chunks = layout.chunks or reader.chunks or auto_chunks(reader.shape, dtype.itemsize, layout.chunk_bytes)
+    src_inner = getattr(getattr(reader, "array", None), "inner_chunks", None)
+    if layout.shards is not None and not layout.chunks and src_inner is None:
+        raise MetadataError("layout.shards needs layout.chunks, the shape of the chunks inside each shard")
+    if layout.shards is not None:
+        chunks = layout.chunks or src_inner
+    else:
+        chunks = layout.chunks or reader.chunks or auto_chunks(reader.shape, dtype.itemsize, layout.chunk_bytes)
     if len(chunks) != len(reader.shape):
         raise MetadataError(
             f"chunks: {list(chunks)} has rank {len(chunks)} but the source has shape {list(reader.shape)}"
@@ -93,6 +99,9 @@ def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any
             args["chunk_key_encoding"] = src.key_encoding  # type: ignore[union-attr]
         if same_codecs:
             args["codecs"] = list(src.codecs)  # type: ignore[union-attr]
+            if layout.shards is not None and src_inner is not None:  # resharded: the source's inner codecs
+                sharding = next(c for c in src.codecs if c["name"] == "sharding_indexed")  # type: ignore[union-attr]
+                args["codecs"] = list(sharding["configuration"]["codecs"])
         else:
             endian: dict[str, Any] = {"name": "bytes"}
             if dtype.itemsize > 1:
@@ -108,6 +117,8 @@ def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any
             args.update(compressor=src.compressor, filters=src.filters, order=src.order)  # type: ignore[union-attr]
         else:
             args["compressor"] = _COMPRESSORS_V2[layout.compression or "zstd"](layout.compression_level)
+    if layout.shards is not None:
+        args["shards"] = tuple(layout.shards)
     build_array_metadata(**args)
     return args
 

@@ -189,6 +189,9 @@ def test_different_metadata_fails_before_any_chunk_is_written(tmp_path: Path, so
         ({"destination": "nosuch://bucket/x"}, "unknown URL scheme 'nosuch'"),
         ({"array": "a/../../escape"}, "'..' segments are not allowed"),
         ({"storage_options": {"password": "hunter2"}}, "look like credentials"),
+        ({"layout": {"shards": [40, 30]}}, "layout.shards needs layout.chunks"),
+        ({"layout": {"chunks": [20, 15], "shards": [30, 30]}}, "shards must be a multiple of chunks"),
+        ({"layout": {"chunks": [20, 15], "shards": [40, 30], "zarr_format": 2}}, "shards are a Zarr v3 feature"),
     ],
 )
 def test_bad_parameters_fail_before_any_write(tmp_path: Path, source: tuple[Path, np.ndarray], change: dict,
@@ -299,6 +302,44 @@ def test_copy_rechunks_between_formats_and_reruns_as_cache_hits(tmp_path: Path) 
     kept = zarr.open_array(str(tmp_path / "same.zarr"), mode="r")
     assert kept.chunks == (10, 10) and kept.metadata.dimension_names == ("y", "x")
     np.testing.assert_array_equal(kept[:], data)
+
+
+def test_ingest_into_shards_verifies_and_reruns_as_cache_hits(tmp_path: Path, source: tuple[Path, np.ndarray]) -> None:
+    path, data = source
+    dest = tmp_path / "out.zarr"
+    params = {"source": {"kind": "npy", "path": str(path)}, "destination": str(dest), "array": "a",
+              "layout": {"chunks": [10, 15], "shards": [20, 45]}, "execution": FAST}  # fmt: skip
+    state, _ = run_flow(ingest, **params)
+    assert state.is_completed(), state.message
+    out = zarr.open_array(str(dest), path="a", mode="r")
+    assert out.shards == (20, 45) and out.chunks == (10, 15)
+    np.testing.assert_array_equal(out[:], data)
+    assert zarrcore.open_array(str(dest), path="a").nchunks_stored() == 3  # one object per shard
+    summary = state.result()["targets"][0]
+    assert summary["chunks_written"] == 3  # the flow's unit of work is the shard
+    assert run_flow(verify, destination=str(dest), array="a", execution=FAST)[0].is_completed()
+    with count_chunk_writes() as writes:
+        state, run_id = run_flow(ingest, **params)
+    assert state.is_completed() and writes.total == 0 and set(batch_states(run_id).values()) == {"Cached"}
+
+
+def test_copy_keeps_a_sharded_layout_or_reshards_it(tmp_path: Path) -> None:
+    data = np.random.default_rng(3).integers(0, 1000, size=(48, 40)).astype("int32")
+    src = zarr.create_array(str(tmp_path / "src.zarr"), shape=data.shape, chunks=(8, 10), shards=(24, 20),
+                            dtype="int32", fill_value=0)  # fmt: skip
+    src[...] = data
+    kept = run_flow(copy_array, source=str(tmp_path / "src.zarr"), destination=str(tmp_path / "kept.zarr"),
+                    array="", execution=FAST)[0]  # fmt: skip
+    assert kept.is_completed(), kept.message
+    out = zarr.open_array(str(tmp_path / "kept.zarr"), mode="r")
+    assert (out.shards, out.chunks) == ((24, 20), (8, 10)) and out.compressors == src.compressors
+    np.testing.assert_array_equal(out[:], data)
+    resharded = run_flow(copy_array, source=str(tmp_path / "src.zarr"), destination=str(tmp_path / "re.zarr"),
+                         array="", layout={"shards": [48, 40]}, execution=FAST)[0]  # fmt: skip
+    assert resharded.is_completed(), resharded.message
+    out = zarr.open_array(str(tmp_path / "re.zarr"), mode="r")
+    assert (out.shards, out.chunks) == ((48, 40), (8, 10)) and out.compressors == src.compressors
+    np.testing.assert_array_equal(out[:], data)
 
 
 def test_cli_ingest_verify_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
