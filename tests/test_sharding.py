@@ -207,6 +207,20 @@ def test_small_reads_fetch_the_index_and_only_the_inner_chunks_they_touch(tmp_pa
     assert len({k for k, _, _ in counted.gets}) == 4 and len(counted.gets) == 8
 
 
+def test_distant_inner_chunks_of_one_shard_are_fetched_at_once(tmp_path: Path) -> None:
+    data = sample((500, 500), seed=6) + 1
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(100, 100), shards=(500, 500), dtype="float32",
+                        codecs=[BYTES])  # fmt: skip
+    a[...] = data
+    counted = InstrumentedStore(LocalStore(tmp_path), delay=0.05)
+    b = zarrcore.open_array(counted)
+    counted.gets.clear()
+    np.testing.assert_array_equal(b[0:300, 7], data[0:300, 7])
+    # Three inner chunks of one column, 4 chunks (160 KB) apart: three ranges, in flight together.
+    assert [type(r) for _, r, _ in counted.gets] == [SuffixRequest] + [RangeRequest] * 3
+    assert counted.max_in_flight["get"] == 3
+
+
 def test_partial_reads_of_missing_shards_and_empty_inner_chunks_give_the_fill_value(tmp_path: Path) -> None:
     a = zarrcore.create(tmp_path, shape=(40, 40), chunks=(4, 4), shards=(20, 20), dtype="float32", fill_value=-2)
     a[0, 0] = 5

@@ -13,7 +13,7 @@ from zarrcore._pool import run_all
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
 from zarrcore.codecs.pipeline import codec_configs
-from zarrcore.codecs.sharding import box_selection, sharding_codecs
+from zarrcore.codecs.sharding import ByteRun, box_selection, sharding_codecs
 from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
 from zarrcore.metadata import ArrayMetadata, parse_dtype
@@ -431,17 +431,22 @@ class Array(Node):
             except NotFound:
                 m.update(meta_stored=False, encoded_bytes=0, decoded_bytes=0)
                 return None
-            fetched = [len(raw_index)]
-
-            def get_range(start: int, stop: int) -> bytes:
-                data = self.store.get(key, RangeRequest(start, stop))
-                fetched.append(len(data))
-                return data
-
             try:
-                part = sharding.read_box(box, sharding.decode_index(raw_index), get_range)
+                runs = sharding.ranges_for(box, sharding.decode_index(raw_index))
             except CodecError as exc:
                 raise ChunkError(p.index, exc, key=key) from exc
+            part = sharding.empty_box(box)
+            fetched = [len(raw_index)]
+
+            def fetch(run: ByteRun) -> None:
+                data = self.store.get(key, RangeRequest(run.start, run.stop))
+                fetched.append(len(data))
+                try:
+                    sharding.place(part, box, run, data)
+                except CodecError as exc:
+                    raise ChunkError(p.index, exc, key=key) from exc
+
+            run_all(fetch, runs, self.store)  # the runs of one shard at once, like the shards of a slice
             m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=part.nbytes, requests=len(fetched))
         return part[box_selection(p.chunk_selection, box)]
 

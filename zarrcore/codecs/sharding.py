@@ -4,7 +4,8 @@ A shard holds the encoded inner chunks one after another and an index of ``(offs
 one per inner chunk in C order (``2**64 - 1`` twice for a chunk that is not stored), encoded by its own
 fixed-size codecs (``bytes`` and usually ``crc32c``) at the start or the end of the object. In zarrcore
 a shard is the unit of storage, so it is what the chunk grid, chunk keys and chunk streams count;
-:meth:`ShardingCodec.read_box` lets a reader fetch only the index and the inner chunks it needs.
+:meth:`ShardingCodec.ranges_for` and :meth:`ShardingCodec.place` let a reader fetch only the index and
+the inner chunks it needs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -21,7 +22,9 @@ from zarrcore.metadata.dtypes import is_fill
 from zarrcore.metadata.model import ArrayMetadata
 from zarrcore.storage.base import RangeRequest, SuffixRequest
 
-__all__ = ["COALESCE_GAP", "EMPTY", "ShardingCodec", "box_selection", "default_index_codecs", "sharding_codecs"]
+__all__ = [
+    "COALESCE_GAP", "EMPTY", "ByteRun", "ShardingCodec", "box_selection", "default_index_codecs", "sharding_codecs",
+]  # fmt: skip
 
 #: The index value of an inner chunk that is not stored (both offset and length).
 EMPTY = np.uint64(2**64 - 1)
@@ -197,33 +200,42 @@ class ShardingCodec:
         """How many inner chunks a box of the shard overlaps."""
         return math.prod(-(-b.stop // c) - b.start // c for b, c in zip(box, self.inner_shape, strict=True))
 
-    def read_box(
-        self, box: tuple[slice, ...], index: np.ndarray, get_range: Callable[[int, int], bytes | memoryview]
-    ) -> np.ndarray:
-        """The values in ``box`` (a region of the shard), decoding only the inner chunks it overlaps.
-        ``get_range(start, stop)`` returns those bytes of the stored shard; inner chunks at most
-        :data:`COALESCE_GAP` bytes apart are fetched with one call."""
-        out = np.full(tuple(b.stop - b.start for b in box), self.fill, dtype=self.dtype)
+    def ranges_for(self, box: tuple[slice, ...], index: np.ndarray) -> list[ByteRun]:
+        """The byte ranges of the stored shard that hold the inner chunks ``box`` overlaps: one
+        :class:`ByteRun` per group of chunks at most :data:`COALESCE_GAP` bytes apart."""
         parts = sorted(
             (int(index[n, 0]), int(index[n, 1]), region)
             for n, region in self.inner_chunks_in(box)
             if index[n, 0] != EMPTY
         )
-        for start, stop, members in _coalesced(parts):
-            data = memoryview(get_range(start, stop)).cast("B")
-            if len(data) != stop - start:
-                raise CodecError(
-                    f"bytes {start}-{stop} of the shard: got {len(data)}, the shard is shorter than its index says"
-                )
-            for offset, size, region in members:
-                chunk = self.decode_inner(data[offset - start : offset - start + size])
-                overlap = [
-                    (max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, box, strict=True)
-                ]
-                into = tuple(slice(lo - b.start, hi - b.start) for (lo, hi), b in zip(overlap, box, strict=True))
-                source = tuple(slice(lo - r.start, hi - r.start) for (lo, hi), r in zip(overlap, region, strict=True))
-                out[into] = chunk[source]
-        return out
+        return list(_coalesced(parts))
+
+    def empty_box(self, box: tuple[slice, ...]) -> np.ndarray:
+        """An array of ``box``'s shape holding the fill value, for :meth:`place` to fill in."""
+        return np.full(tuple(b.stop - b.start for b in box), self.fill, dtype=self.dtype)
+
+    def place(self, out: np.ndarray, box: tuple[slice, ...], run: ByteRun, data: bytes | memoryview) -> None:
+        """Decode the inner chunks of ``run`` from its bytes ``data`` into ``out`` (``box``'s values);
+        runs cover disjoint inner chunks, so threads may place different runs at once."""
+        view = memoryview(data).cast("B")
+        if len(view) != run.stop - run.start:
+            raise CodecError(
+                f"bytes {run.start}-{run.stop} of the shard: got {len(view)}, the shard is shorter than its index says"
+            )
+        for offset, size, region in run.members:
+            chunk = self.decode_inner(view[offset - run.start : offset - run.start + size])
+            overlap = [(max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, box, strict=True)]
+            into = tuple(slice(lo - b.start, hi - b.start) for (lo, hi), b in zip(overlap, box, strict=True))
+            source = tuple(slice(lo - r.start, hi - r.start) for (lo, hi), r in zip(overlap, region, strict=True))
+            out[into] = chunk[source]
+
+
+class ByteRun(NamedTuple):
+    """A byte range of a stored shard and the inner chunks in it: ``(offset, nbytes, region)`` each."""
+
+    start: int
+    stop: int
+    members: list[tuple[int, int, tuple[slice, ...]]]
 
 
 def box_selection(selection: tuple[int | slice, ...], box: tuple[slice, ...]) -> tuple[int | slice, ...]:
@@ -234,21 +246,19 @@ def box_selection(selection: tuple[int | slice, ...], box: tuple[slice, ...]) ->
     )
 
 
-def _coalesced(
-    parts: list[tuple[int, int, tuple[slice, ...]]],
-) -> Iterator[tuple[int, int, list[tuple[int, int, tuple[slice, ...]]]]]:
-    """Sorted ``(offset, size, region)`` parts as ``(start, stop, members)`` byte ranges: parts at
-    most :data:`COALESCE_GAP` bytes apart share one range."""
+def _coalesced(parts: list[tuple[int, int, tuple[slice, ...]]]) -> Iterator[ByteRun]:
+    """Sorted ``(offset, nbytes, region)`` parts grouped into runs: parts at most
+    :data:`COALESCE_GAP` bytes apart share one."""
     group: list[tuple[int, int, tuple[slice, ...]]] = []
     start = stop = 0
     for part in parts:
         offset, size, _ = part
         if group and offset - stop > COALESCE_GAP:
-            yield start, stop, group
+            yield ByteRun(start, stop, group)
             group = []
         if not group:
             start, stop = offset, offset
         group.append(part)
         stop = max(stop, offset + size)
     if group:
-        yield start, stop, group
+        yield ByteRun(start, stop, group)

@@ -1,0 +1,172 @@
+"""Reads of a sharded array on an S3 server (moto) on 127.0.0.1: zarrcore, zarr-python, tensorstore.
+
+    python -m bench.sharded_reads           # float32 4096x4096 (64 MiB): 4 MiB shards of 64 KiB chunks, zstd-1
+    python -m bench.sharded_reads --quick   # one round, fewer reads
+
+zarrcore writes the array once; then each contender, in turn and on the same random positions, reads:
+
+* ``point``: ``--reads`` single elements, one after another (each needs a shard's index and one
+  inner chunk: two requests, latency-bound);
+* ``window``: ``--reads`` 256x256 windows, one after another (up to four shards each, a few inner
+  chunks of each);
+* ``whole``: the whole array (every shard in one request each).
+
+Times are the best of ``--repeat`` rounds; ``x zarr-python`` and ``x tensorstore`` are throughput
+ratios (above 1: the row's contender is faster). No contender caches shard indexes or chunks between
+reads (zarr-python has no cache, tensorstore's cache pool is left at its default of 0 bytes). Each
+contender keeps up to ``--concurrency`` requests in flight. The moto server runs in its own process,
+started here and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from bench._common import MiB, Row, Timing, format_table, keep_best, make_source, save_rows, timed
+from bench.s3_io import KEY, REGION, SECRET, boto3_client, moto_server
+
+CONTENDERS = ["zarrcore", "zarr-python", "tensorstore"]
+REFS = ["zarr-python", "tensorstore"]
+BUCKET, PREFIX = "bench-sharded", "a.zarr"
+WINDOW = 256
+
+
+class Zarrcore:
+    def __init__(self, endpoint: str, concurrency: int) -> None:
+        import zarrcore
+        from zarrcore._pool import set_io_concurrency
+        from zarrcore.storage.s3 import S3Store
+
+        set_io_concurrency(concurrency)
+        store = S3Store(BUCKET, PREFIX, endpoint_url=endpoint, region=REGION, access_key_id=KEY,
+                        secret_access_key=SECRET, addressing_style="path",
+                        max_pool_connections=concurrency + 4)  # fmt: skip
+        self.array = zarrcore.open_array(store)
+
+    def read(self, selection: Any) -> np.ndarray:
+        return np.asarray(self.array[selection])
+
+
+class ZarrPython:
+    def __init__(self, endpoint: str, concurrency: int) -> None:
+        import obstore.store
+        import zarr
+
+        zarr.config.set({"async.concurrency": concurrency})
+        s3 = obstore.store.S3Store(BUCKET, prefix=PREFIX, endpoint=endpoint, access_key_id=KEY,
+                                   secret_access_key=SECRET, region=REGION,
+                                   client_options={"allow_http": True})  # fmt: skip
+        self.array = zarr.open_array(zarr.storage.ObjectStore(s3, read_only=True), mode="r")
+
+    def read(self, selection: Any) -> np.ndarray:
+        return np.asarray(self.array[selection])
+
+
+class Tensorstore:
+    def __init__(self, endpoint: str, concurrency: int) -> None:
+        import tensorstore as ts
+
+        os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = KEY, SECRET
+        spec = {
+            "driver": "zarr3",
+            "kvstore": {"driver": "s3", "bucket": BUCKET, "path": PREFIX + "/", "endpoint": endpoint,
+                        "aws_region": REGION, "aws_credentials": {"type": "environment"}},
+            "context": {"s3_request_concurrency": {"limit": concurrency},
+                        "data_copy_concurrency": {"limit": os.cpu_count() or 1}},
+        }  # fmt: skip
+        self.array = ts.open(spec, read=True).result()
+
+    def read(self, selection: Any) -> np.ndarray:
+        return np.asarray(self.array[selection].read().result())
+
+
+FACTORIES = {"zarrcore": Zarrcore, "zarr-python": ZarrPython, "tensorstore": Tensorstore}
+
+
+def write_array(endpoint: str, data: np.ndarray, shards: tuple[int, int], chunks: tuple[int, int]) -> int:
+    """Write the array with zarrcore; returns its stored size."""
+    import zarrcore
+    from zarrcore.storage.s3 import S3Store
+
+    boto3_client(endpoint, 1).create_bucket(Bucket=BUCKET)
+    store = S3Store(BUCKET, PREFIX, endpoint_url=endpoint, region=REGION, access_key_id=KEY,
+                    secret_access_key=SECRET, addressing_style="path")  # fmt: skip
+    codecs = [{"name": "bytes", "configuration": {"endian": "little"}},
+              {"name": "zstd", "configuration": {"level": 1, "checksum": False}}]  # fmt: skip
+    array = zarrcore.create(store, shape=data.shape, chunks=chunks, shards=shards, dtype="float32", codecs=codecs,
+                            fill_value=0)  # fmt: skip
+    array[...] = data
+    return sum(store.size(k) for k in store.list("c/"))
+
+
+def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: int, concurrency: int,
+        contenders: list[str]) -> tuple[list[Row], str]:  # fmt: skip
+    side = int((size_mib * MiB / 4) ** 0.5)
+    shard_side, chunk_side = int((shard_kib * 1024 / 4) ** 0.5), int((chunk_kib * 1024 / 4) ** 0.5)
+    data = make_source((side, side))
+    rng = np.random.default_rng(0)
+    points = [(int(y), int(x)) for y, x in rng.integers(0, side, size=(reads, 2))]
+    corners = [(int(y), int(x)) for y, x in rng.integers(0, side - WINDOW, size=(reads, 2))]
+    windows = [(slice(y, y + WINDOW), slice(x, x + WINDOW)) for y, x in corners]
+    title = (f"sharded reads on s3 (moto on 127.0.0.1): float32 {side}x{side} ({size_mib:.0f} MiB), shards "
+             f"{shard_side}x{shard_side} ({shard_kib} KiB) of {chunk_side}x{chunk_side} chunks ({chunk_kib} KiB), "
+             f"zstd-1; {reads} points and {reads} {WINDOW}x{WINDOW} windows one at a time; "
+             f"{concurrency} requests in flight; best of {repeat}")  # fmt: skip
+    print(f"[{title}]", file=sys.stderr, flush=True)
+    best: dict[tuple[str, ...], Row] = {}
+    with moto_server() as (endpoint, server_pid):
+        stored = write_array(endpoint, data, (shard_side, shard_side), (chunk_side, chunk_side))
+        opened = {name: FACTORIES[name](endpoint, concurrency) for name in contenders}
+        for name, reader in opened.items():  # warm-up, and every contender reads the same values
+            assert reader.read(points[0]) == data[points[0]], name
+            np.testing.assert_array_equal(reader.read(windows[0]), data[windows[0]])
+        ops = {
+            "point": (lambda r: [r.read(p) for p in points], reads * 4),
+            "window": (lambda r: [r.read(w) for w in windows], reads * WINDOW * WINDOW * 4),
+            "whole": (lambda r: r.read(...), data.nbytes),
+        }
+        for rnd in range(repeat):
+            for name, reader in opened.items():
+                for op, (fn, nbytes) in ops.items():
+                    timing = Timing()
+                    out = timed(lambda fn=fn, reader=reader: fn(reader), timing, server_pid=server_pid)
+                    if op == "whole" and rnd == 0:
+                        np.testing.assert_array_equal(out, data)
+                    row = Row(case="sharded", group="zstd", contender=name, op=op, seconds=timing.best,
+                              nbytes=nbytes, stored=stored,
+                              extra={"cpu": timing.cpu[0], "server_cpu": timing.server_cpu[0]})  # fmt: skip
+                    keep_best(best, row)
+            print(f"  round {rnd + 1}/{repeat} done", file=sys.stderr, flush=True)
+    order = {op: i for i, op in enumerate(["point", "window", "whole"])}
+    rows = sorted(best.values(), key=lambda r: (order[r.op], contenders.index(r.contender)))
+    return rows, title
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size-mib", type=float, default=64)
+    p.add_argument("--shard-kib", type=int, default=4096)
+    p.add_argument("--chunk-kib", type=int, default=64)
+    p.add_argument("--reads", type=int, default=100)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--contenders", default=",".join(CONTENDERS))
+    p.add_argument("--quick", action="store_true", help="smoke run: 16 MiB, 20 reads, one round")
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.size_mib, a.reads, a.repeat = 16, 20, 1
+    rows, title = run(size_mib=a.size_mib, shard_kib=a.shard_kib, chunk_kib=a.chunk_kib, reads=a.reads,
+                      repeat=a.repeat, concurrency=a.concurrency, contenders=a.contenders.split(","))  # fmt: skip
+    print(format_table(rows, REFS, title=title))
+    if a.json:
+        save_rows(rows, a.json)
+
+
+if __name__ == "__main__":
+    main()
