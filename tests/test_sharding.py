@@ -169,6 +169,20 @@ def test_f_order_and_a_group_child_and_streams(tmp_path: Path) -> None:
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "g.zarr"), mode="r")["x"][...], data)
 
 
+def test_resize_and_append_work_shard_by_shard(tmp_path: Path) -> None:
+    data = np.arange(900, dtype="int32").reshape(30, 30)
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(5, 5), shards=(10, 10), dtype="int32", fill_value=-1)
+    a[...] = data
+    a.resize(17, 23)  # cuts shards: what lies outside is cleared, whole shards outside are deleted
+    a.resize(30, 30)
+    expected = np.full((30, 30), -1, dtype="int32")
+    expected[:17, :23] = data[:17, :23]
+    np.testing.assert_array_equal(a[...], expected)
+    a.append(np.zeros((5, 30), dtype="int32"))
+    expected = np.concatenate([expected, np.zeros((5, 30), dtype="int32")])
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path), mode="r")[...], expected)
+
+
 # ---------------------------------------------------------------------------------- partial reads
 
 
