@@ -210,7 +210,7 @@ def test_small_reads_fetch_the_index_and_only_the_inner_chunks_they_touch(tmp_pa
     # A row across the shard: five inner chunks side by side in the file, fetched as one range.
     row = gets_of((slice(3, 4), slice(50, 100)))
     assert [type(r) for r, _ in row] == [SuffixRequest, RangeRequest] and row[1][1] == 5 * inner
-    # A column: five inner chunks 4 chunks apart (1.6 KB gaps, under the 64 KiB gap): one range too.
+    # A column: five inner chunks 4 chunks apart (1.6 KB gaps, under the 1 MiB gap): one range too.
     assert len(gets_of((slice(0, 50), 73))) == 2
     # More than half the shard: the whole object in one request.
     whole = gets_of((slice(0, 40), slice(50, 100)))
@@ -222,17 +222,32 @@ def test_small_reads_fetch_the_index_and_only_the_inner_chunks_they_touch(tmp_pa
 
 
 def test_distant_inner_chunks_of_one_shard_are_fetched_at_once(tmp_path: Path) -> None:
-    data = sample((500, 500), seed=6) + 1
-    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(100, 100), shards=(500, 500), dtype="float32",
+    data = sample((768, 1536), seed=6) + 1
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(256, 256), shards=(768, 1536), dtype="float32",
                         codecs=[BYTES])  # fmt: skip
     a[...] = data
     counted = InstrumentedStore(LocalStore(tmp_path), delay=0.05)
     b = zarrcore.open_array(counted)
     counted.gets.clear()
-    np.testing.assert_array_equal(b[0:300, 7], data[0:300, 7])
-    # Three inner chunks of one column, 4 chunks (160 KB) apart: three ranges, in flight together.
-    assert [type(r) for _, r, _ in counted.gets] == [SuffixRequest] + [RangeRequest] * 3
+    np.testing.assert_array_equal(b[:, 7], data[:, 7])
+    # Three 256 KiB inner chunks of one column, 5 chunks (1.25 MiB) apart: more than the 1 MiB gap, so
+    # three ranges, in flight together.
+    assert [(type(r), n) for _, r, n in counted.gets] == [(SuffixRequest, 18 * 16 + 4)] + [(RangeRequest, 1 << 18)] * 3
     assert counted.max_in_flight["get"] == 3
+
+
+def test_neighbouring_ranges_are_merged_up_to_16_mib(tmp_path: Path) -> None:
+    data = sample((8192, 1024), seed=7) + 1
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(512, 512), shards=(8192, 1024), dtype="float32",
+                        codecs=[BYTES])  # fmt: skip
+    a[...] = data
+    counted = InstrumentedStore(LocalStore(tmp_path))
+    b = zarrcore.open_array(counted)
+    counted.gets.clear()
+    np.testing.assert_array_equal(b[:, 700], data[:, 700])
+    # 16 of the shard's 32 inner chunks (1 MiB each), 1 MiB apart: merged, but no range over 16 MiB, so
+    # two ranges of 15 MiB (8 chunks and the 7 gaps between them) after the index.
+    assert [n for _, _, n in counted.gets] == [32 * 16 + 4, 15 << 20, 15 << 20]
 
 
 def test_partial_reads_of_missing_shards_and_empty_inner_chunks_give_the_fill_value(tmp_path: Path) -> None:

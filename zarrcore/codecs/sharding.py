@@ -23,13 +23,17 @@ from zarrcore.metadata.model import ArrayMetadata
 from zarrcore.storage.base import RangeRequest, SuffixRequest
 
 __all__ = [
-    "COALESCE_GAP", "EMPTY", "ByteRun", "ShardingCodec", "box_selection", "default_index_codecs", "sharding_codecs",
+    "COALESCE_GAP", "COALESCE_MAX", "EMPTY", "ByteRun", "ShardingCodec", "box_selection", "default_index_codecs",
+    "sharding_codecs",
 ]  # fmt: skip
 
 #: The index value of an inner chunk that is not stored (both offset and length).
 EMPTY = np.uint64(2**64 - 1)
-#: Inner chunks at most this many bytes apart in a shard are fetched with one range request.
-COALESCE_GAP = 64 << 10
+#: Inner chunks at most this many bytes apart in a shard are fetched with one range request (on object
+#: stores another request costs more than reading a few hundred KiB more; zarr-python's default too)...
+COALESCE_GAP = 1 << 20
+#: ... as long as that request stays within this many bytes.
+COALESCE_MAX = 16 << 20
 _INDEX_CODECS = {"bytes", "crc32c", "transpose"}  # the fixed-size codecs an index may use
 
 
@@ -248,12 +252,12 @@ def box_selection(selection: tuple[int | slice, ...], box: tuple[slice, ...]) ->
 
 def _coalesced(parts: list[tuple[int, int, tuple[slice, ...]]]) -> Iterator[ByteRun]:
     """Sorted ``(offset, nbytes, region)`` parts grouped into runs: parts at most
-    :data:`COALESCE_GAP` bytes apart share one."""
+    :data:`COALESCE_GAP` bytes apart share one, up to :data:`COALESCE_MAX` bytes a run."""
     group: list[tuple[int, int, tuple[slice, ...]]] = []
     start = stop = 0
     for part in parts:
         offset, size, _ = part
-        if group and offset - stop > COALESCE_GAP:
+        if group and (offset - stop > COALESCE_GAP or offset + size - start > COALESCE_MAX):
             yield ByteRun(start, stop, group)
             group = []
         if not group:
