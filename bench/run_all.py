@@ -5,7 +5,8 @@
     python -m bench.run_all --skip s3,flows --json results.json
 
 Cases: 1. local disk, 4 MiB chunks; 2. local disk, 64 KiB chunks; 3. S3 (moto); 4-6. the ingest
-flow. A case whose module is missing (the S3 store, flows/) is reported as skipped.
+flow; 7. reads of a sharded array on S3 (reported, no target). A case whose module is missing (the S3
+store, flows/) is reported as skipped.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from bench import flows_overhead, local_io, s3_io
+from bench import flows_overhead, local_io, s3_io, sharded_reads
 from bench._common import Row, format_table, machine, versions
 
 
@@ -41,7 +42,7 @@ def _checks(rows: list[Row], refs: dict[str, float], label: str) -> list[tuple[s
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, one round: a smoke run")
-    p.add_argument("--skip", default="", help="comma-separated: local4m, local64k, s3, flows")
+    p.add_argument("--skip", default="", help="comma-separated: local4m, local64k, s3, flows, sharded")
     p.add_argument("--repeat", type=int, default=3,
                    help="rounds per case (best taken); the short cases (4 MiB, S3, flows) run at least 5")  # fmt: skip
     p.add_argument("--quiet-wait", type=float, default=15.0, help="max seconds to wait for a quiet machine per run")
@@ -104,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             if "rss" in figures:
                 peak = figures["rss"]["peak_rss"] / (1 << 30)
                 checks.append((f"peak RSS of the {gib:g} GiB ingest (GiB)", peak, -0.5))
+
+    if "sharded" not in skip:
+        rows, title = sharded_reads.run(size_mib=16 if a.quick else 64, shard_kib=4096, chunk_kib=64,
+                                        reads=20 if a.quick else 100, repeat=repeat, concurrency=16,
+                                        contenders=sharded_reads.CONTENDERS)  # fmt: skip
+        print(format_table(rows, sharded_reads.REFS, title=title) + "\n", flush=True)
+        saved["sharded"] = [asdict(r) for r in rows]
 
     if checks:
         print("targets (a negative goal is an upper bound):")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import MiB, Row, Timing, format_table, keep_best, make_source, save_rows, timed
+from bench._common import MiB, Row, Timing, format_table, keep_best, make_source, rss_bytes, save_rows, timed
 from bench.s3_io import KEY, REGION, SECRET, boto3_client, moto_server
 
 CONTENDERS = ["zarrcore", "zarr-python", "tensorstore"]
@@ -133,12 +133,12 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
         for rnd in range(repeat):
             for name, reader in opened.items():
                 for op, (fn, nbytes) in ops.items():
-                    timing = Timing()
+                    timing, base = Timing(), rss_bytes()
                     out = timed(lambda fn=fn, reader=reader: fn(reader), timing, server_pid=server_pid)
                     if op == "whole" and rnd == 0:
                         np.testing.assert_array_equal(out, data)
                     row = Row(case="sharded", group="zstd", contender=name, op=op, seconds=timing.best,
-                              nbytes=nbytes, stored=stored,
+                              nbytes=nbytes, stored=stored, peak_rss=timing.peak_rss, base_rss=base,
                               extra={"cpu": timing.cpu[0], "server_cpu": timing.server_cpu[0]})  # fmt: skip
                     keep_best(best, row)
             print(f"  round {rnd + 1}/{repeat} done", file=sys.stderr, flush=True)
