@@ -183,6 +183,74 @@ def test_resize_and_append_work_shard_by_shard(tmp_path: Path) -> None:
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path), mode="r")[...], expected)
 
 
+# ---------------------------------------------------------------------------------- partial writes
+
+
+def inner_bytes(array: zarrcore.Array, index: tuple[int, ...]) -> list[bytes | None]:
+    """Each inner chunk's stored bytes in a shard (None: not stored)."""
+    shard = shard_of(array, index)
+    return [None if off == EMPTY else shard[int(off) : int(off) + int(n)] for off, n in stored_index(array, index)]
+
+
+@pytest.mark.parametrize("location", ["end", "start"])
+def test_random_partial_writes_match_numpy_and_zarr_python(tmp_path: Path, location: str) -> None:
+    rng = np.random.default_rng(8)
+    config = {"chunk_shape": [4, 5], "codecs": [BYTES, {"name": "zstd", "configuration": {"level": 1}}],
+              "index_location": location}  # fmt: skip
+    a = zarrcore.create(tmp_path, shape=(37, 41), chunks=(16, 20), dtype="int32", fill_value=0,
+                        codecs=[{"name": "sharding_indexed", "configuration": config}])  # fmt: skip
+    mirror = np.zeros((37, 41), dtype="int32")
+    for step in range(150):
+        sel = []
+        for n in mirror.shape:
+            lo = int(rng.integers(0, n))
+            hi = int(rng.integers(lo + 1, n + 1))
+            sel.append(slice(lo, hi, int(rng.integers(1, 4))) if rng.random() < 0.8 else lo)
+        value = 0 if step % 7 == 0 else rng.integers(1, 100, size=mirror[tuple(sel)].shape)  # zeros empty chunks
+        a[tuple(sel)] = value
+        mirror[tuple(sel)] = value
+    np.testing.assert_array_equal(a[...], mirror)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path), mode="r")[...], mirror)
+    a[...] = 0
+    assert a.nchunks_stored() == 0
+
+
+def test_a_partial_write_re_encodes_only_the_inner_chunks_it_touches(tmp_path: Path) -> None:
+    data = sample((40, 40), seed=9) + 1
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(10, 10), shards=(40, 40), dtype="float32")
+    a[...] = data
+    before = inner_bytes(a, (0, 0))
+    a[12:15, 21] = -1  # inside inner chunk (1, 2), row-major number 6
+    after = inner_bytes(a, (0, 0))
+    assert [n for n in range(16) if before[n] != after[n]] == [6]
+    data[12:15, 21] = -1
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path), mode="r")[...], data)
+    a[10:20, 20:30] = 0  # that inner chunk now holds only the fill value: no longer stored
+    assert inner_bytes(a, (0, 0))[6] is None and inner_bytes(a, (0, 0))[5] == before[5]
+    # Untouched inner chunks are not even decoded: a damaged one stays as it was (and still fails to read).
+    path = tmp_path / a.chunk_key((0, 0))
+    shard = bytearray(path.read_bytes())
+    offset = int(stored_index(a, (0, 0))[0, 0])
+    shard[offset : offset + 8] = b"garbage!"
+    path.write_bytes(bytes(shard))
+    damaged_first = inner_bytes(a, (0, 0))[0]
+    a[35, 35] = 7
+    assert inner_bytes(a, (0, 0))[0] == damaged_first
+    with pytest.raises(ChunkError, match="inner chunk"):
+        a[0, 0]
+
+
+def test_a_partial_write_into_a_damaged_shard_fails_and_changes_nothing(tmp_path: Path) -> None:
+    a, _ = damaged(tmp_path)
+    path = tmp_path / a.chunk_key((0, 1))
+    path.write_bytes(path.read_bytes()[:-3])
+    broken = path.read_bytes()
+    with pytest.raises(ChunkError, match="shard index") as info:
+        a[2, 20] = 5
+    assert info.value.index == (0, 1)
+    assert path.read_bytes() == broken
+
+
 # ---------------------------------------------------------------------------------- partial reads
 
 

@@ -450,6 +450,21 @@ class Array(Node):
             m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=part.nbytes, requests=len(fetched))
         return part[box_selection(p.chunk_selection, box)]
 
+    def _update_part(self, p: Projection, values: np.ndarray) -> None:
+        """Write ``values`` into part of a shard: decode and encode only the inner chunks it touches."""
+        sharding = self._pipeline.sharding
+        assert sharding is not None
+        key = self._key(p.index)
+        try:
+            old = self.store.get(key)
+        except NotFound:
+            old = None
+        try:
+            new = sharding.update(old, p.chunk_selection, values, keep_empty=self.write_empty_chunks)
+        except CodecError as exc:
+            raise ChunkError(p.index, exc, key=key) from exc
+        self._put(p.index, new)
+
     def read_chunk(self, index: Sequence[int], *, full: bool = False) -> np.ndarray:
         """A chunk's data, clipped to the array bounds (or the whole chunk shape with ``full=True``);
         the fill value where the chunk is not stored."""
@@ -524,8 +539,13 @@ class Array(Node):
         if value.dtype != self.dtype:
             value = value.astype(self.dtype)
 
+        partial = self._partial_reads()
+
         def write(p: Projection) -> None:
             region = self._grid.region_shape(p.index)
+            if partial and not p.complete:
+                self._update_part(p, value[p.out_selection])
+                return
             if p.complete and region == self.chunks:
                 # integer indices drop dimensions: restore them (and keep 0-d chunks 0-d)
                 chunk = np.asarray(value[p.out_selection], order="C").reshape(self.chunks)

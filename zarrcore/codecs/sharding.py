@@ -228,10 +228,67 @@ class ShardingCodec:
             )
         for offset, size, region in run.members:
             chunk = self.decode_inner(view[offset - run.start : offset - run.start + size])
-            overlap = [(max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, box, strict=True)]
-            into = tuple(slice(lo - b.start, hi - b.start) for (lo, hi), b in zip(overlap, box, strict=True))
-            source = tuple(slice(lo - r.start, hi - r.start) for (lo, hi), r in zip(overlap, region, strict=True))
+            into, source = _overlap(region, box)
             out[into] = chunk[source]
+
+
+    def update(
+        self, old: bytes | memoryview | None, selection: tuple[int | slice, ...], values: Any, *, keep_empty: bool
+    ) -> bytes | None:
+        """The shard ``old`` (``None``: not stored) with ``shard[selection] = values``: only the inner
+        chunks the selection touches are decoded and encoded again; the others keep their bytes.
+        Returns ``None`` when no inner chunk holds more than the fill value, unless ``keep_empty``."""
+        view = memoryview(old or b"").cast("B")
+        index = self.decode_index(self.index_bytes(view), len(view)) if old is not None else None
+        box = tuple(slice(s, s + 1) if isinstance(s, int) else slice(s.start, s.stop) for s in selection)
+        touched = list(self.inner_chunks_in(box))
+        chunks = []
+        for n, _ in touched:
+            if index is not None and index[n, 0] != EMPTY:
+                offset, size = int(index[n, 0]), int(index[n, 1])  # type: ignore[index]
+                chunk = np.array(self.decode_inner(view[offset : offset + size]))
+            else:
+                chunk = np.full(self.inner_shape, self.fill, dtype=self.dtype)
+            chunks.append(chunk)
+        part = self.empty_box(box)
+        for (_, region), chunk in zip(touched, chunks, strict=True):
+            into, source = _overlap(region, box)
+            part[into] = chunk[source]
+        part[box_selection(selection, box)] = values
+        encoded: dict[int, bytes | memoryview | None] = {}
+        for (n, region), chunk in zip(touched, chunks, strict=True):
+            into, source = _overlap(region, box)
+            chunk[source] = part[into]
+            encoded[n] = None if is_fill(chunk, self.fill) else self.inner.encode(chunk)
+        new_index = np.full((self.count, 2), EMPTY, dtype="uint64")
+        parts: list[bytes | memoryview] = []
+        offset = self.index_nbytes if self.location == "start" else 0
+        for n in range(self.count):
+            if n in encoded:
+                data = encoded[n]
+            elif index is not None and index[n, 0] != EMPTY:
+                data = view[int(index[n, 0]) : int(index[n, 0]) + int(index[n, 1])]
+            else:
+                data = None
+            if data is None:
+                continue
+            size = memoryview(data).nbytes
+            new_index[n] = (offset, size)
+            parts.append(data)
+            offset += size
+        if not parts and not keep_empty:
+            return None
+        encoded_index = self.index_codec.encode(new_index.reshape(*self.grid, 2))
+        return b"".join([encoded_index, *parts] if self.location == "start" else [*parts, encoded_index])
+
+
+def _overlap(region: tuple[slice, ...], box: tuple[slice, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Where an inner chunk at ``region`` and ``box`` (both regions of a shard) overlap: as slices
+    of an array of ``box``'s shape, and of the inner chunk."""
+    bounds = [(max(r.start, b.start), min(r.stop, b.stop)) for r, b in zip(region, box, strict=True)]
+    into = tuple(slice(lo - b.start, hi - b.start) for (lo, hi), b in zip(bounds, box, strict=True))
+    source = tuple(slice(lo - r.start, hi - r.start) for (lo, hi), r in zip(bounds, region, strict=True))
+    return into, source
 
 
 class ByteRun(NamedTuple):
