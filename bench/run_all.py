@@ -5,8 +5,8 @@
     python -m bench.run_all --skip s3,flows --json results.json
 
 Cases: 1. local disk, 4 MiB chunks; 2. local disk, 64 KiB chunks; 3. S3 (moto); 4-6. the ingest
-flow; 7. reads of a sharded array on S3 (reported, no target). A case whose module is missing (the S3
-store, flows/) is reported as skipped.
+flow; 7. a sharded array on S3: small reads, the whole array, small updates (reported, no target).
+A case whose module is missing (the S3 store, flows/) is reported as skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from bench import flows_overhead, local_io, s3_io, sharded_reads
+from bench import flows_overhead, local_io, s3_io, sharded_io
 from bench._common import Row, format_table, machine, versions
 
 
@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 checks.append((f"peak RSS of the {gib:g} GiB ingest (GiB)", peak, -0.5))
 
     if "sharded" not in skip:
-        rows, title = sharded_reads.run(size_mib=16 if a.quick else 64, shard_kib=4096, chunk_kib=64,
+        rows, title = sharded_io.run(size_mib=16 if a.quick else 64, shard_kib=4096, chunk_kib=64,
                                         reads=20 if a.quick else 100, repeat=repeat, concurrency=16,
-                                        contenders=sharded_reads.CONTENDERS)  # fmt: skip
-        print(format_table(rows, sharded_reads.REFS, title=title) + "\n", flush=True)
+                                        contenders=sharded_io.CONTENDERS)  # fmt: skip
+        print(format_table(rows, sharded_io.REFS, title=title) + "\n", flush=True)
         saved["sharded"] = [asdict(r) for r in rows]
 
     if checks:

@@ -1,7 +1,8 @@
-"""Reads of a sharded array on an S3 server (moto) on 127.0.0.1: zarrcore, zarr-python, tensorstore.
+"""Reads and small updates of a sharded array on an S3 server (moto) on 127.0.0.1: zarrcore,
+zarr-python and tensorstore.
 
-    python -m bench.sharded_reads           # float32 4096x4096 (64 MiB): 4 MiB shards of 64 KiB chunks, zstd-1
-    python -m bench.sharded_reads --quick   # one round, fewer reads
+    python -m bench.sharded_io           # float32 4096x4096 (64 MiB): 4 MiB shards of 64 KiB chunks, zstd-1
+    python -m bench.sharded_io --quick   # one round, fewer reads
 
 zarrcore writes the array once; then each contender, in turn and on the same random positions, reads:
 
@@ -9,7 +10,9 @@ zarrcore writes the array once; then each contender, in turn and on the same ran
   inner chunk: two requests, latency-bound);
 * ``window``: ``--reads`` 256x256 windows, one after another (up to four shards each, a few inner
   chunks of each);
-* ``whole``: the whole array (every shard in one request each).
+* ``whole``: the whole array (every shard in one request each);
+* ``update``: ``--reads / 5`` writes of 300 elements of one row, one after another (each reads and
+  rewrites a whole shard object; the values written are those already there, so reads stay valid).
 
 Times are the best of ``--repeat`` rounds; ``x zarr-python`` and ``x tensorstore`` are throughput
 ratios (above 1: the row's contender is faster). No contender caches shard indexes or chunks between
@@ -46,10 +49,13 @@ class Zarrcore:
         store = S3Store(BUCKET, PREFIX, endpoint_url=endpoint, region=REGION, access_key_id=KEY,
                         secret_access_key=SECRET, addressing_style="path",
                         max_pool_connections=concurrency + 4)  # fmt: skip
-        self.array = zarrcore.open_array(store)
+        self.array = zarrcore.open_array(store, mode="r+")
 
     def read(self, selection: Any) -> np.ndarray:
         return np.asarray(self.array[selection])
+
+    def write(self, selection: Any, values: np.ndarray) -> None:
+        self.array[selection] = values
 
 
 class ZarrPython:
@@ -61,10 +67,13 @@ class ZarrPython:
         s3 = obstore.store.S3Store(BUCKET, prefix=PREFIX, endpoint=endpoint, access_key_id=KEY,
                                    secret_access_key=SECRET, region=REGION,
                                    client_options={"allow_http": True})  # fmt: skip
-        self.array = zarr.open_array(zarr.storage.ObjectStore(s3, read_only=True), mode="r")
+        self.array = zarr.open_array(zarr.storage.ObjectStore(s3), mode="r+")
 
     def read(self, selection: Any) -> np.ndarray:
         return np.asarray(self.array[selection])
+
+    def write(self, selection: Any, values: np.ndarray) -> None:
+        self.array[selection] = values
 
 
 class Tensorstore:
@@ -79,10 +88,13 @@ class Tensorstore:
             "context": {"s3_request_concurrency": {"limit": concurrency},
                         "data_copy_concurrency": {"limit": os.cpu_count() or 1}},
         }  # fmt: skip
-        self.array = ts.open(spec, read=True).result()
+        self.array = ts.open(spec, read=True, write=True).result()
 
     def read(self, selection: Any) -> np.ndarray:
         return np.asarray(self.array[selection].read().result())
+
+    def write(self, selection: Any, values: np.ndarray) -> None:
+        self.array[selection].write(values).result()
 
 
 FACTORIES = {"zarrcore": Zarrcore, "zarr-python": ZarrPython, "tensorstore": Tensorstore}
@@ -113,9 +125,10 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
     points = [(int(y), int(x)) for y, x in rng.integers(0, side, size=(reads, 2))]
     corners = [(int(y), int(x)) for y, x in rng.integers(0, side - WINDOW, size=(reads, 2))]
     windows = [(slice(y, y + WINDOW), slice(x, x + WINDOW)) for y, x in corners]
+    rows = [(int(y), slice(int(x), int(x) + 300)) for y, x in rng.integers(0, side - 300, size=(max(1, reads // 5), 2))]
     title = (f"sharded reads on s3 (moto on 127.0.0.1): float32 {side}x{side} ({size_mib:.0f} MiB), shards "
              f"{shard_side}x{shard_side} ({shard_kib} KiB) of {chunk_side}x{chunk_side} chunks ({chunk_kib} KiB), "
-             f"zstd-1; {reads} points and {reads} {WINDOW}x{WINDOW} windows one at a time; "
+             f"zstd-1; {reads} points, {reads} {WINDOW}x{WINDOW} windows and {len(rows)} row updates one at a time; "
              f"{concurrency} requests in flight; best of {repeat}")  # fmt: skip
     print(f"[{title}]", file=sys.stderr, flush=True)
     best: dict[tuple[str, ...], Row] = {}
@@ -129,6 +142,7 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
             "point": (lambda r: [r.read(p) for p in points], reads * 4),
             "window": (lambda r: [r.read(w) for w in windows], reads * WINDOW * WINDOW * 4),
             "whole": (lambda r: r.read(...), data.nbytes),
+            "update": (lambda r: [r.write(w, data[w]) for w in rows], len(rows) * 300 * 4),
         }
         for rnd in range(repeat):
             for name, reader in opened.items():
@@ -142,9 +156,9 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
                               extra={"cpu": timing.cpu[0], "server_cpu": timing.server_cpu[0]})  # fmt: skip
                     keep_best(best, row)
             print(f"  round {rnd + 1}/{repeat} done", file=sys.stderr, flush=True)
-    order = {op: i for i, op in enumerate(["point", "window", "whole"])}
-    rows = sorted(best.values(), key=lambda r: (order[r.op], contenders.index(r.contender)))
-    return rows, title
+    order = {op: i for i, op in enumerate(ops)}
+    table = sorted(best.values(), key=lambda r: (order[r.op], contenders.index(r.contender)))
+    return table, title
 
 
 def main(argv: list[str] | None = None) -> None:
