@@ -39,7 +39,19 @@ BUCKET, PREFIX = "bench-sharded", "a.zarr"
 WINDOW = 256
 
 
-class Zarrcore:
+class _Sliced:
+    """A contender whose array reads and writes with numpy-style slicing."""
+
+    array: Any
+
+    def read(self, selection: Any) -> np.ndarray:
+        return np.asarray(self.array[selection])
+
+    def write(self, selection: Any, values: np.ndarray) -> None:
+        self.array[selection] = values
+
+
+class Zarrcore(_Sliced):
     def __init__(self, endpoint: str, concurrency: int) -> None:
         import zarrcore
         from zarrcore._pool import set_io_concurrency
@@ -51,14 +63,8 @@ class Zarrcore:
                         max_pool_connections=concurrency + 4)  # fmt: skip
         self.array = zarrcore.open_array(store, mode="r+")
 
-    def read(self, selection: Any) -> np.ndarray:
-        return np.asarray(self.array[selection])
 
-    def write(self, selection: Any, values: np.ndarray) -> None:
-        self.array[selection] = values
-
-
-class ZarrPython:
+class ZarrPython(_Sliced):
     def __init__(self, endpoint: str, concurrency: int) -> None:
         import obstore.store
         import zarr
@@ -68,12 +74,6 @@ class ZarrPython:
                                    secret_access_key=SECRET, region=REGION,
                                    client_options={"allow_http": True})  # fmt: skip
         self.array = zarr.open_array(zarr.storage.ObjectStore(s3), mode="r+")
-
-    def read(self, selection: Any) -> np.ndarray:
-        return np.asarray(self.array[selection])
-
-    def write(self, selection: Any, values: np.ndarray) -> None:
-        self.array[selection] = values
 
 
 class Tensorstore:
