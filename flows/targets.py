@@ -21,6 +21,7 @@ from zarrcore.array import build_array_metadata
 from zarrcore.errors import AlreadyExists, MetadataError, NotFound
 from zarrcore.grid import ChunkGrid
 from zarrcore.metadata import ArrayMetadata, json_loads
+from zarrcore.metadata.dtypes import needs_endian
 from zarrcore.storage.base import join_key
 
 __all__ = [
@@ -104,7 +105,7 @@ def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any
                 args["codecs"] = list(sharding["configuration"]["codecs"])
         else:
             endian: dict[str, Any] = {"name": "bytes"}
-            if dtype.itemsize > 1:
+            if needs_endian(dtype):
                 endian["configuration"] = {"endian": "little"}
             args["codecs"] = [endian, *_COMPRESSORS_V3[layout.compression or "zstd"](layout.compression_level)]
         names = layout.dimension_names or (src.dimension_names if src else None)

@@ -162,11 +162,12 @@ def build_dataset_with_zarrcore(path: Path) -> dict[str, np.ndarray]:
         "time": np.arange(3, dtype="int64"),
         "temp": np.arange(15, dtype="float32").reshape(3, 5) - 7,
         "count": np.array([4, 5, 6], dtype="int16"),
+        "station": np.array(["Zürich", "Bern", "Chur", "Sion", "Aarau"]),  # a string coordinate, U6
     }
-    dims = {"x": ("x",), "time": ("time",), "temp": ("time", "x"), "count": ("time",)}
+    dims = {"x": ("x",), "time": ("time",), "temp": ("time", "x"), "count": ("time",), "station": ("x",)}
     root = zarrcore.create_group(str(path), attributes={"title": "from zarrcore"})
     for name, data in values.items():
-        fill = math.nan if data.dtype.kind == "f" else None
+        fill = math.nan if data.dtype.kind == "f" else "" if data.dtype.kind == "U" else None
         a = root.create_array(name, shape=data.shape, chunks=tuple(max(1, n // 2) for n in data.shape),
                               dtype=data.dtype, fill_value=fill, dimension_names=dims[name],
                               attributes={"units": "K"} if name == "temp" else {})  # fmt: skip
@@ -190,7 +191,7 @@ def test_xarray_opens_a_zarrcore_v3_group(open_dataset: Any, consolidated: bool,
         zarrcore.consolidate_metadata(str(path))
     with open_dataset(str(path), consolidated) as ds:
         assert dict(ds.sizes) == {"time": 3, "x": 5}
-        assert set(ds.coords) == {"x", "time"}
+        assert set(ds.coords) == {"x", "time"} and ds["station"].dims == ("x",)
         assert ds["temp"].dims == ("time", "x")
         assert ds["count"].dims == ("time",)
         assert ds["temp"].attrs["units"] == "K"
@@ -199,15 +200,24 @@ def test_xarray_opens_a_zarrcore_v3_group(open_dataset: Any, consolidated: bool,
             np.testing.assert_array_equal(ds[name].values, data)
 
 
-def test_zarrcore_reads_an_xarray_dataset(tmp_path: Path) -> None:
-    """The other way: xarray's v3 output (dimension_names, attributes, consolidated) opens in zarrcore."""
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_zarrcore_reads_an_xarray_dataset(tmp_path: Path, zarr_format: int) -> None:
+    """The other way: xarray's output (dimension_names or _ARRAY_DIMENSIONS, attributes, consolidated,
+    string coordinates) opens in zarrcore."""
     path = tmp_path / "xr.zarr"
     temp = np.arange(12, dtype="float64").reshape(3, 4)
-    ds = xr.Dataset({"temp": (("time", "x"), temp, {"units": "K"})}, coords={"x": np.arange(4) * 10})
-    ds.to_zarr(str(path), zarr_format=3, consolidated=True)
+    names = np.array(["a", "bé", "日本", "dddd"])
+    ds = xr.Dataset({"temp": (("time", "x"), temp, {"units": "K"})},
+                    coords={"x": np.arange(4) * 10, "name": ("x", names)})  # fmt: skip
+    ds.to_zarr(str(path), zarr_format=zarr_format, consolidated=True)
     root = zarrcore.open_group(str(path))
     assert root.metadata.consolidated is not None
-    assert root["temp"].metadata.dimension_names == ("time", "x")
+    if zarr_format == 3:
+        assert root["temp"].metadata.dimension_names == ("time", "x")
+    else:
+        assert root["temp"].attrs["_ARRAY_DIMENSIONS"] == ["time", "x"]
     assert root["temp"].attrs["units"] == "K"
     np.testing.assert_array_equal(root["temp"][...], temp)
     np.testing.assert_array_equal(root["x"][...], np.arange(4) * 10)
+    assert root["name"].dtype.kind == "U"
+    np.testing.assert_array_equal(root["name"][...], names)

@@ -194,6 +194,12 @@ def _build_cases() -> list[Case]:
         cases.append(Case(2, "int32", separator=sep, shape=(6, 5, 4), chunks=(4, 2, 3)))
         for enc in ("default", "v2"):
             cases.append(Case(3, "int32", separator=sep, key_encoding=enc, shape=(6, 5, 4), chunks=(4, 2, 3)))
+    # Fixed-length strings: UTF-32 (U) and bytes (S), plain, with a fill value, compressed, in 2-d.
+    for fmt in (2, 3):
+        cases += [Case(fmt, "U5"), Case(fmt, "S4"), Case(fmt, "U5", fill="ab"), Case(fmt, "S4", fill=b"zz"),
+                  Case(fmt, "U3", codec="blosc"), Case(fmt, "S4", codec="zstd"),
+                  Case(fmt, "U2", shape=(7, 11, 5), chunks=(3, 4, 2), order="F")]  # fmt: skip
+    cases.append(Case(2, ">U3"))
     # Dimension names (v3), some unnamed.
     cases.append(Case(3, "float64", dimension_names=("time", "x")))
     cases.append(Case(3, "int16", shape=(4, 3, 2), chunks=(3, 2, 2), dimension_names=("t", None, "z")))
@@ -243,6 +249,13 @@ def sample(case: Case) -> np.ndarray:
         for i, value in enumerate(specials):
             if 2 + 2 * i <= flat.size:
                 flat[-2 - 2 * i] = value
+    elif dt.kind == "U":
+        words = np.array(["", "a", "Zürich", "日本語", "x y z", "\U0001f600", "end"])
+        data = np.array([w[: dt.itemsize // 4] for w in rng.choice(words, size=shape).reshape(-1)]).reshape(shape)
+    elif dt.kind == "S":
+        data = rng.integers(1, 256, size=(*shape, dt.itemsize), dtype="uint8")
+        data[..., -1] = np.where(rng.random(shape) < 0.3, 0, data[..., -1])  # some shorter values
+        data = np.ascontiguousarray(data).view(f"S{dt.itemsize}").reshape(shape)
     else:
         unit = np.datetime_data(dt)[0]
         data = rng.integers(-(10**6), 10**6, size=shape).astype(f"{dt.kind}8[{unit}]")
@@ -260,6 +273,8 @@ def bits(a: np.ndarray) -> np.ndarray:
     a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype.kind == "c":
         a = a.view(f"f{a.dtype.itemsize // 2}")
+    if a.dtype.kind in "US":  # strings: their code points or bytes, one column each
+        return a.view("u4" if a.dtype.kind == "U" else "u1").reshape(*a.shape, -1)
     return a.view(f"u{a.dtype.itemsize}") if a.dtype.itemsize > 1 else a.view("u1")
 
 
@@ -416,12 +431,10 @@ def test_case_count() -> None:
     [
         (lambda p: zarr.create_array(store=p, shape=(2,), chunks=(2,), dtype=str), zarrcore.errors.MetadataError,
          "data_type"),
-        (lambda p: zarr.create_array(store=p, shape=(2,), chunks=(2,), dtype="U3", zarr_format=2),
-         zarrcore.errors.UnsupportedDtypeError, "dtype '<U3'"),
         (lambda p: zarr.create_array(store=p, shape=(2,), chunks=(2,), dtype=[("a", "i4")], zarr_format=2),
          zarrcore.errors.UnsupportedDtypeError, "dtype"),
     ],
-    ids=["v3-string", "v2-unicode", "v2-structured"],
+    ids=["v3-string", "v2-structured"],
 )  # fmt: skip
 def test_unsupported_zarr_python_features_are_typed_errors(make: Any, error: type, match: str, tmp_path: Path) -> None:
     """What zarr-python can write and zarrcore cannot read is refused at open, naming the field."""

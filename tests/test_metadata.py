@@ -150,6 +150,9 @@ def test_v3_extension_fields() -> None:
         ("float32", 3, "<f4"), (">f8", 3, "<f8"), ("<i2", 3, "<i2"), ("bool", 3, "|b1"), (np.uint64, 3, "<u8"),
         ("complex64", 3, "<c8"), ("int32", 2, "<i4"), (">i4", 2, ">i4"), ("=u2", 2, "<u2"), ("|b1", 2, "|b1"),
         ("M8[ns]", 2, "<M8[ns]"), (">m8[D]", 2, ">m8[D]"), ("float16", 2, "<f2"),
+        ("U4", 3, "<U4"), (">U4", 3, "<U4"), ("S3", 3, "|S3"), ("U4", 2, "<U4"), (">U4", 2, ">U4"), ("S3", 2, "|S3"),
+        ({"name": "fixed_length_utf32", "configuration": {"length_bytes": 12}}, 3, "<U3"),
+        ({"name": "null_terminated_bytes", "configuration": {"length_bytes": 5}}, 3, "|S5"),
     ],
     ids=str,
 )  # fmt: skip
@@ -160,7 +163,7 @@ def test_parse_dtype(value: Any, fmt: int, expected: str) -> None:
 @pytest.mark.parametrize(
     ("value", "fmt", "match"),
     [
-        ("U4", 3, "not supported in Zarr v3"), ("M8[s]", 3, "not supported in Zarr v3"), ("S2", 2, "kind 'S'"),
+        ("U", 3, "strings need a length"), ("S", 2, "strings need a length"), ("M8[s]", 3, "not supported in Zarr v3"),
         ("O", 2, "kind 'O'"), ("V8", 2, "kind 'V'"), ([("a", "i1")], 2, "structured"), (("i4", (2,)), 2, "sub-array"),
         ("M8", 2, "need a unit"), ("nope", 3, "not a known data type"),
     ],

@@ -23,6 +23,7 @@ from numcodecs.compat import ensure_contiguous_ndarray
 
 from zarrcore.codecs.sharding import ShardingCodec
 from zarrcore.errors import CodecError
+from zarrcore.metadata.dtypes import needs_endian
 from zarrcore.metadata.model import ArrayMetadata
 
 __all__ = ["CodecPipeline", "codec_configs", "default_codecs", "V3_CODECS"]
@@ -97,7 +98,7 @@ V3_CODECS: dict[str, Callable[[dict[str, Any], np.dtype], Codec]] = {
 def default_codecs(dtype: np.dtype) -> list[dict[str, Any]]:
     """The v3 codecs used when none are given: little-endian bytes, then zstd level 3."""
     return [
-        {"name": "bytes", "configuration": {"endian": "little"}} if dtype.itemsize > 1 else {"name": "bytes"},
+        {"name": "bytes", "configuration": {"endian": "little"}} if needs_endian(dtype) else {"name": "bytes"},
         {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
     ]
 
@@ -251,8 +252,8 @@ class CodecPipeline:
                 except CodecError as exc:
                     raise CodecError(f"{where}: {exc}") from None
                 endian = config.get("endian")
-                if endian is None and meta.dtype.itemsize > 1:
-                    raise CodecError(f"{where}: 'endian' is required for {meta.dtype} (itemsize > 1)")
+                if endian is None and needs_endian(meta.dtype):
+                    raise CodecError(f"{where}: 'endian' is required for {meta.dtype} (its byte order matters)")
                 if endian not in (None, "little", "big"):
                     raise CodecError(f"{where}: endian must be 'little' or 'big', got {endian!r}")
                 self.stored_dtype = meta.dtype.newbyteorder("<" if endian != "big" else ">")

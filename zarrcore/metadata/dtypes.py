@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from typing import Any
 
@@ -18,6 +20,7 @@ __all__ = [
     "decode_fill_value",
     "encode_fill_value",
     "is_fill",
+    "needs_endian",
     "normalize_fill_value",
 ]
 
@@ -30,7 +33,28 @@ V3_DTYPES: dict[str, np.dtype] = {
     )
 }  # fmt: skip
 _V3_NAMES = {dt: name for name, dt in V3_DTYPES.items()}
-_V2_KINDS = set("biufcMm")
+_V2_KINDS = set("biufcMmUS")
+#: The v3 data types with a length, named as zarr-python names them: numpy ``U<n>`` (UTF-32 code
+#: points, 4 bytes each) and ``S<n>`` (bytes; shorter values padded with NUL bytes).
+_V3_STRINGS = {"fixed_length_utf32": "U", "null_terminated_bytes": "S"}
+
+
+def needs_endian(dt: np.dtype) -> bool:
+    """Whether the stored bytes depend on byte order (the v3 ``bytes`` codec then needs ``endian``)."""
+    return dt.kind == "U" or (dt.kind != "S" and dt.itemsize > 1)
+
+
+def _v3_string(value: dict[str, Any], field: str) -> np.dtype:
+    name, config = value.get("name"), value.get("configuration") or {}
+    length = config.get("length_bytes") if isinstance(config, dict) else None
+    if name not in _V3_STRINGS:
+        raise UnsupportedDtypeError(f"{field} {value!r} is not supported; supported: {', '.join(V3_DTYPES)}, "
+                                    f"{', '.join(_V3_STRINGS)}")  # fmt: skip
+    kind = _V3_STRINGS[name]
+    unit = 4 if kind == "U" else 1
+    if isinstance(length, bool) or not isinstance(length, int) or length < unit or length % unit:
+        raise MetadataError(f"{field}: {name} needs configuration.length_bytes, a positive multiple of {unit}")
+    return np.dtype(f"{kind}{length // unit}")
 
 
 def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
@@ -40,14 +64,20 @@ def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
     """
     if zarr_format == 3 and isinstance(value, str) and value in V3_DTYPES:
         return V3_DTYPES[value]
+    if zarr_format == 3 and isinstance(value, dict):
+        return _v3_string(value, field)
     try:
         dt = np.dtype(value)
     except (TypeError, ValueError) as exc:
         raise UnsupportedDtypeError(f"{field} {value!r} is not a known data type: {exc}") from None
     if dt.fields is not None or dt.subdtype is not None:
         raise UnsupportedDtypeError(f"{field} {value!r}: structured and sub-array dtypes are not supported")
+    if dt.kind in "US" and dt.itemsize == 0:
+        raise UnsupportedDtypeError(f"{field} {value!r}: strings need a length, e.g. 'U8' or 'S8'")
     if zarr_format == 3:
         native = dt.newbyteorder("=")
+        if dt.kind in "US":
+            return native
         if native not in _V3_NAMES:
             raise UnsupportedDtypeError(
                 f"{field} {value!r} is not supported in Zarr v3; supported: {', '.join(V3_DTYPES)}"
@@ -56,7 +86,7 @@ def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
     if dt.kind not in _V2_KINDS:
         raise UnsupportedDtypeError(
             f"{field} {value!r} (kind {dt.kind!r}) is not supported; use bool, int, uint, float, complex, "
-            "datetime64 or timedelta64"
+            "datetime64, timedelta64 or fixed-length strings (U<n>, S<n>)"
         )
     if dt.kind in "Mm" and np.datetime_data(dt)[0] == "generic":
         raise UnsupportedDtypeError(f"{field} {value!r}: datetime64/timedelta64 need a unit, e.g. 'M8[ns]'")
@@ -65,8 +95,11 @@ def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
     return dt
 
 
-def dtype_to_v3(dt: np.dtype) -> str:
-    """The v3 ``data_type`` name."""
+def dtype_to_v3(dt: np.dtype) -> str | dict[str, Any]:
+    """The v3 ``data_type``: a name, or for fixed-length strings a name and their length in bytes."""
+    if dt.kind in "US":
+        name = "fixed_length_utf32" if dt.kind == "U" else "null_terminated_bytes"
+        return {"name": name, "configuration": {"length_bytes": dt.itemsize}}
     return _V3_NAMES[dt.newbyteorder("=")]
 
 
@@ -80,7 +113,7 @@ def default_fill_value(dt: np.dtype) -> Any:
     datetime64/timedelta64, as zarr-python reads a v2 ``null`` fill value."""
     if dt.kind in "Mm":
         return dt.type("NaT", np.datetime_data(dt)[0])
-    return np.zeros((), dtype=dt)[()]
+    return np.zeros((), dtype=dt)[()]  # '' and b'' for strings
 
 
 def float_to_json(x: float) -> Any:
@@ -144,6 +177,18 @@ def decode_fill_value(value: Any, dt: np.dtype, zarr_format: int, field: str = "
             part = np.dtype(f"f{dt.itemsize // 2}")
             re, im = (_float_from_json(v, part, field) for v in value)
             return dt.type(complex(float(re), float(im)))
+        if kind == "U":
+            if not isinstance(value, str) or len(value) > dt.itemsize // 4:
+                raise MetadataError(f"{field}: {value!r} is not a string of at most {dt.itemsize // 4} characters")
+            return np.array(value, dtype=dt)[()]
+        if kind == "S":
+            try:
+                raw = base64.b64decode(value, validate=True) if isinstance(value, str) else None
+            except binascii.Error:
+                raw = None
+            if raw is None or len(raw) > dt.itemsize:
+                raise MetadataError(f"{field}: {value!r} is not base64 of at most {dt.itemsize} bytes")
+            return np.array(raw, dtype=dt)[()]
         if kind in "Mm":
             if isinstance(value, str) and value == "NaT":
                 return np.array("NaT", dtype=dt)[()]
@@ -173,6 +218,10 @@ def encode_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
         return [float_to_json(c.real), float_to_json(c.imag)]
     if kind in "Mm":
         return int(np.array(value, dtype=dt).view("i8"))
+    if kind == "U":
+        return str(value)
+    if kind == "S":
+        return base64.b64encode(bytes(value)).decode("ascii")
     raise UnsupportedDtypeError(f"no fill value encoding for {dt}")
 
 
@@ -180,6 +229,8 @@ def normalize_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
     """Coerce a user-given fill value to a scalar of ``dt`` (``None`` means the default)."""
     if value is None:
         return None if zarr_format == 2 else default_fill_value(dt)
+    if dt.kind in "US" and not isinstance(value, str | bytes | np.str_ | np.bytes_):
+        raise MetadataError(f"fill_value {value!r} is not a string for {dt}")
     if isinstance(value, np.generic | int | float | complex | bool):
         arr = np.asarray(value)
         try:
@@ -191,6 +242,14 @@ def normalize_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
             raise MetadataError(f"fill_value {value!r} does not fit {dt}")
         if dt.kind in "fc" and arr.dtype.kind in "iufc" and np.isfinite(arr) and not np.isfinite(out):
             raise MetadataError(f"fill_value {value!r} is out of range for {dt}")
+        return out[()]
+    if dt.kind in "US" and isinstance(value, str | bytes | np.str_ | np.bytes_):
+        try:
+            out = np.array(value, dtype=dt)
+        except (UnicodeEncodeError, ValueError) as exc:
+            raise MetadataError(f"fill_value {value!r} does not fit {dt}: {exc}") from None
+        if out[()] != value:  # numpy cuts a value that is too long
+            raise MetadataError(f"fill_value {value!r} is longer than {dt} holds")
         return out[()]
     if isinstance(value, str | list):
         return decode_fill_value(value, dt, zarr_format)

@@ -253,8 +253,8 @@ def parse_array_v3(doc: dict[str, Any], where: str = ZARR_JSON) -> ArrayMetadata
         if required not in doc:
             raise MetadataError(f"{where}: missing required field {required!r}")
     shape = _int_tuple(doc["shape"], f"{where}: shape", positive=False)
-    if not isinstance(doc["data_type"], str):
-        raise MetadataError(f"{where}: data_type must be a string, got {doc['data_type']!r}")
+    if not isinstance(doc["data_type"], str | dict):
+        raise MetadataError(f"{where}: data_type must be a name or an object, got {doc['data_type']!r}")
     dtype = parse_dtype(doc["data_type"], 3, f"{where}: data_type")
     grid = doc["chunk_grid"]
     if not isinstance(grid, dict) or grid.get("name") != "regular":
