@@ -429,12 +429,10 @@ def test_case_count() -> None:
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
-        (lambda p: zarr.create_array(store=p, shape=(2,), chunks=(2,), dtype=str), zarrcore.errors.MetadataError,
-         "data_type"),
         (lambda p: zarr.create_array(store=p, shape=(2,), chunks=(2,), dtype=[("a", "i4")], zarr_format=2),
          zarrcore.errors.UnsupportedDtypeError, "dtype"),
     ],
-    ids=["v3-string", "v2-structured"],
+    ids=["v2-structured"],
 )  # fmt: skip
 def test_unsupported_zarr_python_features_are_typed_errors(make: Any, error: type, match: str, tmp_path: Path) -> None:
     """What zarr-python can write and zarrcore cannot read is refused at open, naming the field."""

@@ -153,6 +153,7 @@ def test_v3_extension_fields() -> None:
         ("U4", 3, "<U4"), (">U4", 3, "<U4"), ("S3", 3, "|S3"), ("U4", 2, "<U4"), (">U4", 2, ">U4"), ("S3", 2, "|S3"),
         ({"name": "fixed_length_utf32", "configuration": {"length_bytes": 12}}, 3, "<U3"),
         ({"name": "null_terminated_bytes", "configuration": {"length_bytes": 5}}, 3, "|S5"),
+        ("string", 3, "|O"), (str, 3, "|O"), ("O", 2, "|O"), (object, 2, "|O"),
     ],
     ids=str,
 )  # fmt: skip
@@ -164,7 +165,7 @@ def test_parse_dtype(value: Any, fmt: int, expected: str) -> None:
     ("value", "fmt", "match"),
     [
         ("U", 3, "strings need a length"), ("S", 2, "strings need a length"), ("M8[s]", 3, "not supported in Zarr v3"),
-        ("O", 2, "kind 'O'"), ("V8", 2, "kind 'V'"), ([("a", "i1")], 2, "structured"), (("i4", (2,)), 2, "sub-array"),
+        ("V8", 2, "kind 'V'"), ([("a", "i1")], 2, "structured"), (("i4", (2,)), 2, "sub-array"),
         ("M8", 2, "need a unit"), ("nope", 3, "not a known data type"),
     ],
     ids=str,

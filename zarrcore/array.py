@@ -119,6 +119,8 @@ def build_array_metadata(
         if comp is not None and not (isinstance(comp, dict) and isinstance(comp.get("id"), str)):
             raise CodecError(f"compressor: expected None or a numcodecs config with an 'id', got {comp!r}")
         filters = codec_configs(filters, "filters", "id") if filters is not None else None
+        if dt.kind == "O" and filters is None:  # variable-length strings: the filter zarr-python uses
+            filters = [{"id": "vlen-utf8"}]
         meta = ArrayMetadata(
             zarr_format=2,
             shape=shape_t,

@@ -96,7 +96,10 @@ V3_CODECS: dict[str, Callable[[dict[str, Any], np.dtype], Codec]] = {
 
 
 def default_codecs(dtype: np.dtype) -> list[dict[str, Any]]:
-    """The v3 codecs used when none are given: little-endian bytes, then zstd level 3."""
+    """The v3 codecs used when none are given: little-endian bytes (``vlen-utf8`` for variable-length
+    strings), then zstd level 3."""
+    if dtype.kind == "O":
+        return [{"name": "vlen-utf8"}, {"name": "zstd", "configuration": {"level": 3, "checksum": False}}]
     return [
         {"name": "bytes", "configuration": {"endian": "little"}} if needs_endian(dtype) else {"name": "bytes"},
         {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
@@ -182,6 +185,8 @@ class CodecPipeline:
         self.filters: list[Codec] = []
         #: The ``sharding_indexed`` codec, when chunks are shards of inner chunks.
         self.sharding: ShardingCodec | None = None
+        #: The ``vlen-utf8`` codec of a v3 array of variable-length strings.
+        self.vlen: Codec | None = None
         self._labels: list[str] = []  # names of the filters then the bytes codecs, for error messages
         self.order = meta.order
         self.nbytes = int(np.prod(meta.chunks, dtype=np.int64)) * meta.dtype.itemsize
@@ -194,9 +199,11 @@ class CodecPipeline:
             if meta.compressor:
                 self.bytes_codecs = [_numcodec(meta.compressor, "compressor")]
                 self._labels.append("compressor")
+            if meta.dtype.kind == "O" and not any(f.codec_id == "vlen-utf8" for f in self.filters):
+                raise CodecError("filters: variable-length strings (dtype '|O') need a {'id': 'vlen-utf8'} filter")
         self._probe()
         # Decoding in C order with no transpose is one reshape; the bytes codecs innermost-first.
-        self._plain = meta.zarr_format == 3 and not self.transposes and self.sharding is None
+        self._plain = meta.zarr_format == 3 and not self.transposes and self.sharding is None and self.vlen is None
         self._decoders = [(_decoder(c), c.codec_id == "blosc") for c in reversed(self.bytes_codecs)]
         if any(c.codec_id == "blosc" for c in (*self.filters, *self.bytes_codecs)):
             _blosc_without_threads()
@@ -206,6 +213,7 @@ class CodecPipeline:
         self.light = (
             self.nbytes <= LIGHT_CHUNK_BYTES
             and self.sharding is None
+            and self.vlen is None
             and not self.filters
             and all(c.codec_id == "blosc" and c.cname in _FAST_BLOSC for c in self.bytes_codecs)
             and getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -214,7 +222,10 @@ class CodecPipeline:
     def _probe(self) -> None:
         """Round-trip a few zeros through every numcodecs codec: numcodecs accepts many bad settings
         (an unknown blosc cname, gzip level 11) at construction and only fails on the first chunk."""
-        data: Any = np.zeros(max(1, min(self.nbytes // self.dtype.itemsize, 16)), dtype=self.stored_dtype)
+        n = max(1, min(self.nbytes // self.dtype.itemsize, 16))
+        data: Any = np.array([""] * n, dtype=object) if self.dtype.kind == "O" else np.zeros(n, self.stored_dtype)
+        if self.vlen is not None:
+            data = self.vlen.encode(data)
         for label, codec in zip(self._labels, [*self.filters, *self.bytes_codecs], strict=True):
             try:
                 encoded = codec.encode(data)
@@ -244,9 +255,22 @@ class CodecPipeline:
                 if not isinstance(order, list) or sorted(order) != list(range(ndim)):
                     raise CodecError(f"{where}: order must be a permutation of 0..{ndim - 1}, got {order!r}")
                 self.transposes.append(_Transpose(tuple(order)))
+            elif name == "vlen-utf8":
+                if stage != "array":
+                    raise CodecError(f"{where}: only one array->bytes codec is allowed")
+                if meta.dtype.kind != "O":
+                    raise CodecError(f"{where}: 'vlen-utf8' encodes variable-length strings, not {meta.dtype}")
+                try:
+                    _check_keys(config, set())
+                except CodecError as exc:
+                    raise CodecError(f"{where}: {exc}") from None
+                self.vlen = numcodecs.VLenUTF8()
+                stage = "bytes"
             elif name == "bytes":
                 if stage != "array":
                     raise CodecError(f"{where}: only one array->bytes codec is allowed")
+                if meta.dtype.kind == "O":
+                    raise CodecError(f"{where}: variable-length strings are encoded by 'vlen-utf8', not 'bytes'")
                 try:
                     _check_keys(config, {"endian"})
                 except CodecError as exc:
@@ -271,11 +295,9 @@ class CodecPipeline:
             elif name == "sharding_indexed":
                 if stage != "array":
                     raise CodecError(f"{where}: only one array->bytes codec is allowed")
-                shape = meta.chunks
-                for t in self.transposes:
-                    shape = tuple(shape[i] for i in t.order)
+                self.chunk_shape = meta.chunks
                 try:
-                    self.sharding = ShardingCodec(config, meta, shape, CodecPipeline)
+                    self.sharding = ShardingCodec(config, meta, self._stored_shape(), CodecPipeline)
                 except CodecError as exc:
                     raise CodecError(f"{where}: {exc}") from None
                 stage = "bytes"
@@ -293,6 +315,8 @@ class CodecPipeline:
             data: Any = np.ascontiguousarray(chunk, dtype=self.stored_dtype)
             if self.sharding is not None:
                 data = self.sharding.encode(data)
+            elif self.vlen is not None:
+                data = self.vlen.encode(data)
         else:
             data = np.asarray(chunk, dtype=self.stored_dtype, order=self.order)
             if self.order == "F":
@@ -325,9 +349,13 @@ class CodecPipeline:
             buf = codec.decode(buf)
         if self.sharding is not None:
             return self._untransposed(self.sharding.decode(buf))
+        if self.vlen is not None:
+            return self._untransposed(self._objects(self.vlen.decode(buf), self._stored_shape()))
         if self.zarr_format == 2:
             for f in reversed(self.filters):
                 buf = f.decode(buf)
+            if self.dtype.kind == "O":
+                return self._objects(buf, self.chunk_shape, self.order)
         return self._shaped(ensure_contiguous_ndarray(buf).view(np.uint8))
 
     def _shaped(self, arr: np.ndarray) -> np.ndarray:
@@ -342,13 +370,25 @@ class CodecPipeline:
         elif self.zarr_format == 2:
             out = arr.reshape(self.chunk_shape, order=self.order)
         else:
-            shape = self.chunk_shape
-            for t in self.transposes:
-                shape = tuple(shape[i] for i in t.order)
-            return self._untransposed(arr.reshape(shape))
+            return self._untransposed(arr.reshape(self._stored_shape()))
         if out.dtype != self.dtype:
             out = out.astype(self.dtype)
         return out
+
+    def _stored_shape(self) -> tuple[int, ...]:
+        """The chunk shape in stored axis order (after the v3 transposes)."""
+        shape = self.chunk_shape
+        for t in self.transposes:
+            shape = tuple(shape[i] for i in t.order)
+        return shape
+
+    def _objects(self, flat: Any, shape: tuple[int, ...], order: str = "C") -> np.ndarray:
+        """Decoded variable-length strings (a flat object array) as a chunk of ``shape``."""
+        count = int(np.prod(shape, dtype=np.int64))
+        if not isinstance(flat, np.ndarray) or flat.dtype.kind != "O" or flat.size != count:
+            size = getattr(flat, "size", "?")
+            raise CodecError(f"decoded chunk has {size} strings, expected {count} for chunk shape {self.chunk_shape}")
+        return flat.reshape(shape, order=order)  # type: ignore[call-overload,no-any-return]
 
     def _untransposed(self, out: np.ndarray) -> np.ndarray:
         """A decoded v3 chunk in its stored axis order back in the array's order and dtype."""

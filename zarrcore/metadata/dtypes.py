@@ -12,6 +12,7 @@ import numpy as np
 from zarrcore.errors import MetadataError, UnsupportedDtypeError
 
 __all__ = [
+    "STRING",
     "V3_DTYPES",
     "parse_dtype",
     "dtype_to_v2",
@@ -33,7 +34,9 @@ V3_DTYPES: dict[str, np.dtype] = {
     )
 }  # fmt: skip
 _V3_NAMES = {dt: name for name, dt in V3_DTYPES.items()}
-_V2_KINDS = set("biufcMmUS")
+_V2_KINDS = set("biufcMmUSO")
+#: Variable-length UTF-8 strings: numpy object arrays of ``str`` (v3 ``string``, v2 ``|O`` + ``vlen-utf8``).
+STRING = np.dtype(object)
 #: The v3 data types with a length, named as zarr-python names them: numpy ``U<n>`` (UTF-32 code
 #: points, 4 bytes each) and ``S<n>`` (bytes; shorter values padded with NUL bytes).
 _V3_STRINGS = {"fixed_length_utf32": "U", "null_terminated_bytes": "S"}
@@ -64,6 +67,8 @@ def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
     """
     if zarr_format == 3 and isinstance(value, str) and value in V3_DTYPES:
         return V3_DTYPES[value]
+    if value is str or (isinstance(value, str) and value in ("string", "str")):
+        return STRING
     if zarr_format == 3 and isinstance(value, dict):
         return _v3_string(value, field)
     try:
@@ -73,7 +78,11 @@ def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
     if dt.fields is not None or dt.subdtype is not None:
         raise UnsupportedDtypeError(f"{field} {value!r}: structured and sub-array dtypes are not supported")
     if dt.kind in "US" and dt.itemsize == 0:
-        raise UnsupportedDtypeError(f"{field} {value!r}: strings need a length, e.g. 'U8' or 'S8'")
+        raise UnsupportedDtypeError(
+            f"{field} {value!r}: strings need a length, e.g. 'U8' or 'S8' (or dtype=str for variable-length strings)"
+        )
+    if dt.kind == "O":
+        return STRING
     if zarr_format == 3:
         native = dt.newbyteorder("=")
         if dt.kind in "US":
@@ -100,6 +109,8 @@ def dtype_to_v3(dt: np.dtype) -> str | dict[str, Any]:
     if dt.kind in "US":
         name = "fixed_length_utf32" if dt.kind == "U" else "null_terminated_bytes"
         return {"name": name, "configuration": {"length_bytes": dt.itemsize}}
+    if dt.kind == "O":
+        return "string"
     return _V3_NAMES[dt.newbyteorder("=")]
 
 
@@ -113,6 +124,8 @@ def default_fill_value(dt: np.dtype) -> Any:
     datetime64/timedelta64, as zarr-python reads a v2 ``null`` fill value."""
     if dt.kind in "Mm":
         return dt.type("NaT", np.datetime_data(dt)[0])
+    if dt.kind == "O":
+        return ""
     return np.zeros((), dtype=dt)[()]  # '' and b'' for strings
 
 
@@ -177,6 +190,10 @@ def decode_fill_value(value: Any, dt: np.dtype, zarr_format: int, field: str = "
             part = np.dtype(f"f{dt.itemsize // 2}")
             re, im = (_float_from_json(v, part, field) for v in value)
             return dt.type(complex(float(re), float(im)))
+        if kind == "O":
+            if not isinstance(value, str):
+                raise MetadataError(f"{field}: {value!r} is not a string")
+            return value
         if kind == "U":
             if not isinstance(value, str) or len(value) > dt.itemsize // 4:
                 raise MetadataError(f"{field}: {value!r} is not a string of at most {dt.itemsize // 4} characters")
@@ -218,7 +235,7 @@ def encode_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
         return [float_to_json(c.real), float_to_json(c.imag)]
     if kind in "Mm":
         return int(np.array(value, dtype=dt).view("i8"))
-    if kind == "U":
+    if kind in "UO":
         return str(value)
     if kind == "S":
         return base64.b64encode(bytes(value)).decode("ascii")
@@ -227,10 +244,14 @@ def encode_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
 
 def normalize_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
     """Coerce a user-given fill value to a scalar of ``dt`` (``None`` means the default)."""
-    if value is None:
-        return None if zarr_format == 2 else default_fill_value(dt)
-    if dt.kind in "US" and not isinstance(value, str | bytes | np.str_ | np.bytes_):
-        raise MetadataError(f"fill_value {value!r} is not a string for {dt}")
+    if value is None:  # v2 variable-length strings default to '', as zarr-python writes them
+        return None if zarr_format == 2 and dt.kind != "O" else default_fill_value(dt)
+    if dt.kind in "USO" and not isinstance(value, str | bytes | np.str_ | np.bytes_):
+        raise MetadataError(f"fill_value {value!r} is not a string for {'str' if dt.kind == 'O' else dt}")
+    if dt.kind == "O":
+        if not isinstance(value, str | np.str_):
+            raise MetadataError(f"fill_value {value!r} is not a string for str")
+        return str(value)
     if isinstance(value, np.generic | int | float | complex | bool):
         arr = np.asarray(value)
         try:
