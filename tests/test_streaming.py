@@ -593,7 +593,8 @@ def test_s3_stalled_requests_time_out_in_the_stream_or_in_the_store(
                                     faults={"stall": 0.15}, seed=11, stall_seconds=3.0)  # fmt: skip
     arr = zarrcore.Array(store, "", source.metadata)
     failed: dict[tuple[int, ...], BaseException] = {}
-    got = dict(arr.stream_chunks(concurrency=4, timeout=0.5, on_error=lambda i, e: failed.setdefault(i, e)))
+    # 1.5 s: well below the 3 s stall, and well above what a request takes on a loaded 2-core machine.
+    got = dict(arr.stream_chunks(concurrency=4, timeout=1.5, on_error=lambda i, e: failed.setdefault(i, e)))
     stalled = {p.path for p in proxy.seen if p.fault == "stall"}
     assert failed and {f"/{s3_bucket}/root/{arr.chunk_key(i)}" for i in failed} == stalled
     assert all(isinstance(e.cause, TimeoutError) for e in failed.values())
