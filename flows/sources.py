@@ -58,7 +58,12 @@ def region_key(region: Region) -> list[list[int]]:
 def _hash_array(data: np.ndarray) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([data.dtype.str, list(data.shape)]).encode())
-    h.update(np.ascontiguousarray(data).tobytes())
+    if data.dtype.kind == "O":  # variable-length strings: their UTF-8 bytes (tobytes() gives addresses)
+        import numcodecs
+
+        h.update(numcodecs.VLenUTF8().encode(np.ascontiguousarray(data).reshape(-1)))
+    else:
+        h.update(np.ascontiguousarray(data).tobytes())
     return h.hexdigest()
 
 

@@ -342,6 +342,26 @@ def test_copy_keeps_a_sharded_layout_or_reshards_it(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out[:], data)
 
 
+def test_copy_of_strings_reruns_as_cache_hits(tmp_path: Path) -> None:
+    """Fingerprints of variable-length strings hash their text, so a rerun finds every batch done."""
+    words = np.array(["", "a", "Zürich", "日本語", "long words here"], dtype=object)
+    data = np.random.default_rng(4).choice(words, size=(24, 10))
+    src = zarrcore.create(str(tmp_path / "src.zarr"), shape=data.shape, chunks=(6, 5), dtype=str)
+    src[...] = data
+    fixed = zarrcore.create(str(tmp_path / "fixed.zarr"), shape=data.shape, chunks=(6, 5), dtype="U15")
+    fixed[...] = data.astype("U15")
+    for name in ("src", "fixed"):
+        params = {"source": str(tmp_path / f"{name}.zarr"), "destination": str(tmp_path / f"{name}-copy.zarr"),
+                  "array": "", "layout": {"chunks": [12, 10]}, "execution": FAST}  # fmt: skip
+        state, _ = run_flow(copy_array, **params)
+        assert state.is_completed(), state.message
+        out = zarr.open_array(str(tmp_path / f"{name}-copy.zarr"), mode="r")
+        assert [str(v) for v in out[...].reshape(-1)] == [str(v) for v in data.reshape(-1)]
+        with count_chunk_writes() as writes:
+            state, run_id = run_flow(copy_array, **params)
+        assert state.is_completed() and writes.total == 0 and set(batch_states(run_id).values()) == {"Cached"}
+
+
 def test_cli_ingest_verify_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dest = str(tmp_path / "cli.zarr")
     assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "s", "--chunks", "16,16",
