@@ -331,9 +331,12 @@ def test_partial_reads_of_missing_shards_and_empty_inner_chunks_give_the_fill_va
     assert len(counted.gets) == 1 and b[0, 0] == 5
 
 
-def test_partial_reads_on_s3(s3_server: Any, s3_bucket: str) -> None:
+@pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])
+def test_partial_reads_on_cloud_stores(request: pytest.FixtureRequest, backend: str) -> None:
+    server = request.getfixturevalue(f"{backend}_server")
+    bucket = server.new_container() if backend == "azure" else server.new_bucket()
     data = np.arange(1, 64 * 64 + 1, dtype="int64").reshape(64, 64)
-    store = s3_server.store(s3_bucket, "sharded.zarr")
+    store = server.store(bucket, "sharded.zarr")
     a = zarrcore.create(store, shape=data.shape, chunks=(16, 16), shards=(64, 64), dtype="int64", codecs=[BYTES])
     a[...] = data
     counted = InstrumentedStore(store)
