@@ -5,7 +5,8 @@
     python -m bench.run_all --skip s3,flows --json results.json
 
 Cases: 1. local disk, 4 MiB chunks; 2. local disk, 64 KiB chunks; 3. S3 (moto); 4-6. the ingest
-flow; 7. a sharded array on S3: small reads, the whole array, small updates (reported, no target).
+flow; 7. a sharded array on local disk and on S3: whole writes and reads, small reads and updates
+(reported, no target).
 A case whose module is missing (the S3 store, flows/) is reported as skipped.
 """
 
@@ -106,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
                 peak = figures["rss"]["peak_rss"] / (1 << 30)
                 checks.append((f"peak RSS of the {gib:g} GiB ingest (GiB)", peak, -0.5))
 
-    if "sharded" not in skip:
+    for where in ("local", "s3"):
+        if "sharded" in skip:
+            break
         rows, title = sharded_io.run(size_mib=16 if a.quick else 64, shard_kib=4096, chunk_kib=64,
-                                        reads=20 if a.quick else 100, repeat=repeat, concurrency=16,
-                                        contenders=sharded_io.CONTENDERS)  # fmt: skip
+                                     reads=20 if a.quick else 100, repeat=repeat, concurrency=16,
+                                     contenders=sharded_io.CONTENDERS, store=where)  # fmt: skip
         print(format_table(rows, sharded_io.REFS, title=title) + "\n", flush=True)
-        saved["sharded"] = [asdict(r) for r in rows]
+        saved[f"sharded-{where}"] = [asdict(r) for r in rows]
 
     if checks:
         print("targets (a negative goal is an upper bound):")

@@ -1,10 +1,13 @@
-"""Reads and small updates of a sharded array on an S3 server (moto) on 127.0.0.1: zarrcore,
-zarr-python and tensorstore.
+"""A sharded array on an S3 server (moto) on 127.0.0.1, or on local disk: zarrcore, zarr-python and
+tensorstore side by side.
 
-    python -m bench.sharded_io           # float32 4096x4096 (64 MiB): 4 MiB shards of 64 KiB chunks, zstd-1
-    python -m bench.sharded_io --quick   # one round, fewer reads
+    python -m bench.sharded_io                  # float32 4096x4096 (64 MiB): 4 MiB shards of 64 KiB chunks, zstd-1
+    python -m bench.sharded_io --store local    # the same on local disk (a temporary folder)
+    python -m bench.sharded_io --quick          # one round, fewer reads
 
-zarrcore writes the array once; then each contender, in turn and on the same random positions, reads:
+zarrcore creates the array; then each contender, in turn and on the same random positions:
+
+* ``write``: writes the whole array (every shard encoded and stored whole);
 
 * ``point``: ``--reads`` single elements, one after another (each needs a shard's index and one
   inner chunk: two requests, latency-bound);
@@ -24,13 +27,26 @@ started here and stopped by its PID.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from bench._common import MiB, Row, Timing, format_table, keep_best, make_source, rss_bytes, save_rows, timed
+from bench._common import (
+    MiB,
+    Row,
+    Timing,
+    format_table,
+    keep_best,
+    make_source,
+    rss_bytes,
+    save_rows,
+    timed,
+    workdir,
+)
 from bench.s3_io import KEY, REGION, SECRET, boto3_client, moto_server
 
 CONTENDERS = ["zarrcore", "zarr-python", "tensorstore"]
@@ -51,40 +67,53 @@ class _Sliced:
         self.array[selection] = values
 
 
+def zarrcore_store(where: str, concurrency: int) -> Any:
+    """zarrcore's store for ``where``: an ``http://`` S3 endpoint, else a local folder."""
+    from zarrcore.storage import LocalStore
+    from zarrcore.storage.s3 import S3Store
+
+    if not where.startswith("http"):
+        return LocalStore(where)
+    return S3Store(BUCKET, PREFIX, endpoint_url=where, region=REGION, access_key_id=KEY, secret_access_key=SECRET,
+                   addressing_style="path", max_pool_connections=concurrency + 4)  # fmt: skip
+
+
 class Zarrcore(_Sliced):
-    def __init__(self, endpoint: str, concurrency: int) -> None:
+    def __init__(self, where: str, concurrency: int) -> None:
         import zarrcore
         from zarrcore._pool import set_io_concurrency
-        from zarrcore.storage.s3 import S3Store
 
         set_io_concurrency(concurrency)
-        store = S3Store(BUCKET, PREFIX, endpoint_url=endpoint, region=REGION, access_key_id=KEY,
-                        secret_access_key=SECRET, addressing_style="path",
-                        max_pool_connections=concurrency + 4)  # fmt: skip
-        self.array = zarrcore.open_array(store, mode="r+")
+        self.array = zarrcore.open_array(zarrcore_store(where, concurrency), mode="r+")
 
 
 class ZarrPython(_Sliced):
-    def __init__(self, endpoint: str, concurrency: int) -> None:
+    def __init__(self, where: str, concurrency: int) -> None:
         import obstore.store
         import zarr
 
         zarr.config.set({"async.concurrency": concurrency})
-        s3 = obstore.store.S3Store(BUCKET, prefix=PREFIX, endpoint=endpoint, access_key_id=KEY,
+        if not where.startswith("http"):
+            self.array = zarr.open_array(where, mode="r+")
+            return
+        s3 = obstore.store.S3Store(BUCKET, prefix=PREFIX, endpoint=where, access_key_id=KEY,
                                    secret_access_key=SECRET, region=REGION,
                                    client_options={"allow_http": True})  # fmt: skip
         self.array = zarr.open_array(zarr.storage.ObjectStore(s3), mode="r+")
 
 
 class Tensorstore:
-    def __init__(self, endpoint: str, concurrency: int) -> None:
+    def __init__(self, where: str, concurrency: int) -> None:
         import tensorstore as ts
 
         os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = KEY, SECRET
+        kvstore: dict[str, Any] = {"driver": "file", "path": where}
+        if where.startswith("http"):
+            kvstore = {"driver": "s3", "bucket": BUCKET, "path": PREFIX + "/", "endpoint": where, "aws_region": REGION,
+                       "aws_credentials": {"type": "environment"}}  # fmt: skip
         spec = {
             "driver": "zarr3",
-            "kvstore": {"driver": "s3", "bucket": BUCKET, "path": PREFIX + "/", "endpoint": endpoint,
-                        "aws_region": REGION, "aws_credentials": {"type": "environment"}},
+            "kvstore": kvstore,
             "context": {"s3_request_concurrency": {"limit": concurrency},
                         "data_copy_concurrency": {"limit": os.cpu_count() or 1}},
         }  # fmt: skip
@@ -100,14 +129,13 @@ class Tensorstore:
 FACTORIES = {"zarrcore": Zarrcore, "zarr-python": ZarrPython, "tensorstore": Tensorstore}
 
 
-def write_array(endpoint: str, data: np.ndarray, shards: tuple[int, int], chunks: tuple[int, int]) -> int:
+def write_array(where: str, data: np.ndarray, shards: tuple[int, int], chunks: tuple[int, int]) -> int:
     """Write the array with zarrcore; returns its stored size."""
     import zarrcore
-    from zarrcore.storage.s3 import S3Store
 
-    boto3_client(endpoint, 1).create_bucket(Bucket=BUCKET)
-    store = S3Store(BUCKET, PREFIX, endpoint_url=endpoint, region=REGION, access_key_id=KEY,
-                    secret_access_key=SECRET, addressing_style="path")  # fmt: skip
+    if where.startswith("http"):
+        boto3_client(where, 1).create_bucket(Bucket=BUCKET)
+    store = zarrcore_store(where, 4)
     codecs = [{"name": "bytes", "configuration": {"endian": "little"}},
               {"name": "zstd", "configuration": {"level": 1, "checksum": False}}]  # fmt: skip
     array = zarrcore.create(store, shape=data.shape, chunks=chunks, shards=shards, dtype="float32", codecs=codecs,
@@ -116,8 +144,19 @@ def write_array(endpoint: str, data: np.ndarray, shards: tuple[int, int], chunks
     return sum(store.size(k) for k in store.list("c/"))
 
 
+@contextlib.contextmanager
+def place(kind: str) -> Iterator[tuple[str, int | None]]:
+    """Where the array lives: a moto endpoint (and the server's PID), or a temporary local folder."""
+    if kind == "s3":
+        with moto_server() as (endpoint, pid):
+            yield endpoint, pid
+    else:
+        with workdir() as tmp:
+            yield str(tmp / "sharded.zarr"), None
+
+
 def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: int, concurrency: int,
-        contenders: list[str]) -> tuple[list[Row], str]:  # fmt: skip
+        contenders: list[str], store: str = "s3") -> tuple[list[Row], str]:  # fmt: skip
     side = int((size_mib * MiB / 4) ** 0.5)
     shard_side, chunk_side = int((shard_kib * 1024 / 4) ** 0.5), int((chunk_kib * 1024 / 4) ** 0.5)
     data = make_source((side, side))
@@ -126,19 +165,21 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
     corners = [(int(y), int(x)) for y, x in rng.integers(0, side - WINDOW, size=(reads, 2))]
     windows = [(slice(y, y + WINDOW), slice(x, x + WINDOW)) for y, x in corners]
     rows = [(int(y), slice(int(x), int(x) + 300)) for y, x in rng.integers(0, side - 300, size=(max(1, reads // 5), 2))]
-    title = (f"sharded reads on s3 (moto on 127.0.0.1): float32 {side}x{side} ({size_mib:.0f} MiB), shards "
+    where_name = "s3 (moto on 127.0.0.1)" if store == "s3" else "local disk"
+    title = (f"sharded array on {where_name}: float32 {side}x{side} ({size_mib:.0f} MiB), shards "
              f"{shard_side}x{shard_side} ({shard_kib} KiB) of {chunk_side}x{chunk_side} chunks ({chunk_kib} KiB), "
-             f"zstd-1; {reads} points, {reads} {WINDOW}x{WINDOW} windows and {len(rows)} row updates one at a time; "
-             f"{concurrency} requests in flight; best of {repeat}")  # fmt: skip
+             f"zstd-1; whole writes, {reads} points, {reads} {WINDOW}x{WINDOW} windows and {len(rows)} row updates "
+             f"one at a time; {concurrency} requests in flight; best of {repeat}")  # fmt: skip
     print(f"[{title}]", file=sys.stderr, flush=True)
     best: dict[tuple[str, ...], Row] = {}
-    with moto_server() as (endpoint, server_pid):
-        stored = write_array(endpoint, data, (shard_side, shard_side), (chunk_side, chunk_side))
-        opened = {name: FACTORIES[name](endpoint, concurrency) for name in contenders}
+    with place(store) as (where, server_pid):
+        stored = write_array(where, data, (shard_side, shard_side), (chunk_side, chunk_side))
+        opened = {name: FACTORIES[name](where, concurrency) for name in contenders}
         for name, reader in opened.items():  # warm-up, and every contender reads the same values
             assert reader.read(points[0]) == data[points[0]], name
             np.testing.assert_array_equal(reader.read(windows[0]), data[windows[0]])
         ops = {
+            "write": (lambda r: r.write(..., data), data.nbytes),
             "point": (lambda r: [r.read(p) for p in points], reads * 4),
             "window": (lambda r: [r.read(w) for w in windows], reads * WINDOW * WINDOW * 4),
             "whole": (lambda r: r.read(...), data.nbytes),
@@ -153,7 +194,9 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
                         np.testing.assert_array_equal(out, data)
                     row = Row(case="sharded", group="zstd", contender=name, op=op, seconds=timing.best,
                               nbytes=nbytes, stored=stored, peak_rss=timing.peak_rss, base_rss=base,
-                              extra={"cpu": timing.cpu[0], "server_cpu": timing.server_cpu[0]})  # fmt: skip
+                              extra={"cpu": timing.cpu[0]})  # fmt: skip
+                    if server_pid:
+                        row.extra["server_cpu"] = timing.server_cpu[0]
                     keep_best(best, row)
             print(f"  round {rnd + 1}/{repeat} done", file=sys.stderr, flush=True)
     order = {op: i for i, op in enumerate(ops)}
@@ -170,13 +213,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--contenders", default=",".join(CONTENDERS))
+    p.add_argument("--store", choices=["s3", "local"], default="s3")
     p.add_argument("--quick", action="store_true", help="smoke run: 16 MiB, 20 reads, one round")
     p.add_argument("--json")
     a = p.parse_args(argv)
     if a.quick:
         a.size_mib, a.reads, a.repeat = 16, 20, 1
     rows, title = run(size_mib=a.size_mib, shard_kib=a.shard_kib, chunk_kib=a.chunk_kib, reads=a.reads,
-                      repeat=a.repeat, concurrency=a.concurrency, contenders=a.contenders.split(","))  # fmt: skip
+                      repeat=a.repeat, concurrency=a.concurrency, contenders=a.contenders.split(","),
+                      store=a.store)  # fmt: skip
     print(format_table(rows, REFS, title=title))
     if a.json:
         save_rows(rows, a.json)

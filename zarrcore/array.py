@@ -25,8 +25,6 @@ __all__ = ["Array", "build_array_metadata"]
 
 ChunkIndex = tuple[int, ...]
 
-#: Chunks of at least this many elements are probed at both ends before a full fill-value scan.
-_PROBE_SIZE = 1 << 14
 
 
 def _row(p: Projection) -> ChunkIndex:
@@ -311,14 +309,6 @@ class Array(Node):
             urls = self.__dict__["_urls"] = (self.url, self.store.url)
         return {"array": urls[0], "store": urls[1], "index": index, "key": key}
 
-    def _is_fill(self, chunk: np.ndarray) -> bool:
-        """``is_fill``, but a large chunk whose first or last element differs is decided at once."""
-        if chunk.size >= _PROBE_SIZE:
-            first, last = (slice(0, 1),) * chunk.ndim, (slice(-1, None),) * chunk.ndim
-            if not (is_fill(chunk[first], self._meta.fill) and is_fill(chunk[last], self._meta.fill)):
-                return False
-        return is_fill(chunk, self._meta.fill)
-
     # -- chunk bytes -----------------------------------------------------------------------------
     def encode_chunk(self, index: Sequence[int], data: Any) -> bytes | memoryview | None:
         """Encode a chunk as it would be stored; ``None`` when it holds only the fill value and
@@ -327,7 +317,7 @@ class Array(Node):
         return self._encode(idx, self._as_full_chunk(idx, data))
 
     def _encode(self, idx: ChunkIndex, chunk: np.ndarray) -> bytes | memoryview | None:
-        if not self.write_empty_chunks and self._is_fill(chunk):
+        if not self.write_empty_chunks and is_fill(chunk, self._meta.fill):
             return None
         try:
             return self._pipeline.encode(chunk)

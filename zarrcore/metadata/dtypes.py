@@ -277,10 +277,23 @@ def normalize_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
     raise MetadataError(f"fill_value {value!r} is not a scalar for {dt}")
 
 
+#: Arrays of at least this many elements are probed at both ends before a full scan.
+_PROBE_SIZE = 1 << 14
+
+
 def is_fill(chunk: np.ndarray, fill: Any) -> bool:
-    """Whether every element equals ``fill`` (NaN matches NaN)."""
+    """Whether every element equals ``fill`` (NaN matches NaN). A large array whose first or last
+    element differs is decided at once, without a scan (real data rarely starts with the fill)."""
     if fill is None:
         fill = default_fill_value(chunk.dtype)
+    if chunk.size >= _PROBE_SIZE and chunk.ndim:
+        ends = (slice(0, 1),) * chunk.ndim, (slice(-1, None),) * chunk.ndim
+        if not all(_all_fill(chunk[end], fill) for end in ends):
+            return False
+    return _all_fill(chunk, fill)
+
+
+def _all_fill(chunk: np.ndarray, fill: Any) -> bool:
     if chunk.dtype.kind in "Mm":  # compare the integers: NaT never equals NaT
         return bool((chunk.view("i8") == np.array(fill, dtype=chunk.dtype).view("i8")).all())
     if chunk.dtype.kind in "fc" and np.isnan(fill):
