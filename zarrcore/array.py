@@ -403,9 +403,9 @@ class Array(Node):
 
     def _partial_reads(self) -> bool:
         """Whether a part of a chunk can be read without the whole: a shard whose codecs are only
-        ``sharding_indexed`` (no transpose before it, nothing after it)."""
+        ``sharding_indexed`` (no array codec before it, nothing after it)."""
         pipeline = self._pipeline
-        return pipeline.sharding is not None and not pipeline.transposes and not pipeline.bytes_codecs
+        return pipeline.sharding is not None and not pipeline.array_stages and not pipeline.bytes_codecs
 
     def _load_part(self, p: Projection) -> np.ndarray | Any | None:
         """``shard[p.chunk_selection]`` from the shard's index and only the inner chunks it touches;

@@ -2,7 +2,9 @@
 
 v3: ``array -> array`` codecs (``transpose``), one ``array -> bytes`` codec (``bytes``, or
 ``sharding_indexed`` with its own inner codec list), then ``bytes -> bytes`` codecs (``blosc``,
-``zstd``, ``gzip``, ``crc32c``). v2: the ``filters`` then the ``compressor``, each any codec
+``zstd``, ``gzip``, ``crc32c``). zarr-python's ``numcodecs.<id>`` codecs map onto numcodecs too:
+``delta``, ``bitround``, ``quantize``, ``fixedscaleoffset`` and ``astype`` before ``bytes``, any
+bytes codec after it. v2: the ``filters`` then the ``compressor``, each any codec
 numcodecs knows. Building a pipeline validates every codec, so a bad configuration fails when an
 array is created or opened, not at its first write.
 """
@@ -29,6 +31,8 @@ from zarrcore.metadata.model import ArrayMetadata
 __all__ = ["CodecPipeline", "codec_configs", "default_codecs", "V3_CODECS"]
 
 _BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+#: The ``numcodecs.<id>`` codecs that may stand before ``bytes``: element-wise, shape-keeping.
+_NUMCODECS_ARRAY = {"delta", "bitround", "quantize", "fixedscaleoffset", "astype"}
 _BLOSC_CNAMES = {"lz4", "lz4hc", "blosclz", "zstd", "snappy", "zlib"}
 
 
@@ -181,6 +185,8 @@ class CodecPipeline:
         self.dtype = meta.dtype
         self.zarr_format = meta.zarr_format
         self.transposes: list[_Transpose] = []
+        #: The v3 array -> array codecs in order: transposes and ``numcodecs.*`` element-wise codecs.
+        self.array_stages: list[_Transpose | Codec] = []
         self.bytes_codecs: list[Codec] = []
         self.filters: list[Codec] = []
         #: The ``sharding_indexed`` codec, when chunks are shards of inner chunks.
@@ -203,7 +209,8 @@ class CodecPipeline:
                 raise CodecError("filters: variable-length strings (dtype '|O') need a {'id': 'vlen-utf8'} filter")
         self._probe()
         # Decoding in C order with no transpose is one reshape; the bytes codecs innermost-first.
-        self._plain = meta.zarr_format == 3 and not self.transposes and self.sharding is None and self.vlen is None
+        self._plain = meta.zarr_format == 3 and not self.array_stages and self.sharding is None and self.vlen is None
+        self._stored_nbytes = int(np.prod(meta.chunks, dtype=np.int64)) * self.stored_dtype.itemsize
         self._decoders = [(_decoder(c), c.codec_id == "blosc") for c in reversed(self.bytes_codecs)]
         if any(c.codec_id == "blosc" for c in (*self.filters, *self.bytes_codecs)):
             _blosc_without_threads()
@@ -215,6 +222,7 @@ class CodecPipeline:
             and self.sharding is None
             and self.vlen is None
             and not self.filters
+            and len(self.array_stages) == len(self.transposes)
             and all(c.codec_id == "blosc" and c.cname in _FAST_BLOSC for c in self.bytes_codecs)
             and getattr(sys, "_is_gil_enabled", lambda: True)()
         )
@@ -238,6 +246,8 @@ class CodecPipeline:
         ndim = len(meta.shape)
         stage = "array"
         self.stored_dtype = meta.dtype
+        array_dtype = meta.dtype  # the dtype the array codecs hand to 'bytes'
+
         for i, codec in enumerate(codecs):
             name = codec.get("name")
             config = codec.get("configuration") or {}
@@ -255,6 +265,29 @@ class CodecPipeline:
                 if not isinstance(order, list) or sorted(order) != list(range(ndim)):
                     raise CodecError(f"{where}: order must be a permutation of 0..{ndim - 1}, got {order!r}")
                 self.transposes.append(_Transpose(tuple(order)))
+                self.array_stages.append(self.transposes[-1])
+            elif isinstance(name, str) and name.startswith("numcodecs."):
+                codec_id = name[len("numcodecs.") :]
+                if stage != "array" and codec_id in _NUMCODECS_ARRAY:
+                    raise CodecError(f"{where}: array->array codecs must come before the 'bytes' codec")
+                if stage == "array" and codec_id not in _NUMCODECS_ARRAY:
+                    raise CodecError(
+                        f"{where}: only {sorted('numcodecs.' + n for n in _NUMCODECS_ARRAY)} may come before the "
+                        "array->bytes codec"
+                    )
+                numcodec = _numcodec({**config, "id": codec_id}, where)
+                if stage == "array":
+                    try:
+                        probe = np.asarray(numcodec.encode(np.zeros(4, array_dtype)))
+                    except Exception as exc:
+                        raise CodecError(f"{where}: cannot encode {array_dtype}: {exc}") from None
+                    if probe.shape != (4,):
+                        raise CodecError(f"{where}: changes the number of elements, which is not supported")
+                    array_dtype = probe.dtype
+                    self.array_stages.append(numcodec)
+                else:
+                    self.bytes_codecs.append(numcodec)
+                    self._labels.append(where)
             elif name == "vlen-utf8":
                 if stage != "array":
                     raise CodecError(f"{where}: only one array->bytes codec is allowed")
@@ -276,11 +309,11 @@ class CodecPipeline:
                 except CodecError as exc:
                     raise CodecError(f"{where}: {exc}") from None
                 endian = config.get("endian")
-                if endian is None and needs_endian(meta.dtype):
-                    raise CodecError(f"{where}: 'endian' is required for {meta.dtype} (its byte order matters)")
+                if endian is None and needs_endian(array_dtype):
+                    raise CodecError(f"{where}: 'endian' is required for {array_dtype} (its byte order matters)")
                 if endian not in (None, "little", "big"):
                     raise CodecError(f"{where}: endian must be 'little' or 'big', got {endian!r}")
-                self.stored_dtype = meta.dtype.newbyteorder("<" if endian != "big" else ">")
+                self.stored_dtype = array_dtype.newbyteorder("<" if endian != "big" else ">")
                 stage = "bytes"
             elif name in V3_CODECS:
                 if stage != "bytes":
@@ -295,7 +328,8 @@ class CodecPipeline:
             elif name == "sharding_indexed":
                 if stage != "array":
                     raise CodecError(f"{where}: only one array->bytes codec is allowed")
-                self.chunk_shape = meta.chunks
+                if len(self.array_stages) != len(self.transposes):
+                    raise CodecError(f"{where}: put numcodecs array codecs inside the shard's own codecs")
                 try:
                     self.sharding = ShardingCodec(config, meta, self._stored_shape(), CodecPipeline)
                 except CodecError as exc:
@@ -310,8 +344,11 @@ class CodecPipeline:
     def encode(self, chunk: np.ndarray) -> bytes | memoryview:
         """Encode a chunk of exactly ``chunk_shape``."""
         if self.zarr_format == 3:
-            for t in self.transposes:
-                chunk = chunk.transpose(t.order)
+            for stage in self.array_stages:
+                if isinstance(stage, _Transpose):
+                    chunk = chunk.transpose(stage.order)
+                else:
+                    chunk = np.asarray(stage.encode(np.ascontiguousarray(chunk))).reshape(chunk.shape)
             data: Any = np.ascontiguousarray(chunk, dtype=self.stored_dtype)
             if self.sharding is not None:
                 data = self.sharding.encode(data)
@@ -360,9 +397,10 @@ class CodecPipeline:
 
     def _shaped(self, arr: np.ndarray) -> np.ndarray:
         """Decoded bytes (a flat uint8 array) as a chunk of ``chunk_shape`` and the array's dtype."""
-        if arr.nbytes != self.nbytes:
+        if arr.nbytes != self._stored_nbytes:
             raise CodecError(
-                f"decoded chunk has {arr.nbytes} bytes, expected {self.nbytes} for chunk shape {self.chunk_shape}"
+                f"decoded chunk has {arr.nbytes} bytes, expected {self._stored_nbytes} for chunk shape "
+                f"{self.chunk_shape}"
             )
         arr = arr.view(self.stored_dtype)
         if self._plain:
@@ -392,8 +430,11 @@ class CodecPipeline:
 
     def _untransposed(self, out: np.ndarray) -> np.ndarray:
         """A decoded v3 chunk in its stored axis order back in the array's order and dtype."""
-        for t in reversed(self.transposes):
-            out = out.transpose(t.inverse)
+        for stage in reversed(self.array_stages):
+            if isinstance(stage, _Transpose):
+                out = out.transpose(stage.inverse)
+            else:
+                out = np.asarray(stage.decode(np.ascontiguousarray(out))).reshape(out.shape)
         if out.dtype != self.dtype:
             out = out.astype(self.dtype)
         return out
