@@ -80,7 +80,8 @@ def _options(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 def _layout(args: argparse.Namespace) -> dict[str, Any]:
     fields = {
-        "chunks": _ints(args.chunks), "dtype": args.dtype, "zarr_format": args.zarr_format,
+        "chunks": _ints(args.chunks), "shards": _ints(args.shards), "dtype": args.dtype,
+        "zarr_format": args.zarr_format,
         "compression": args.compression, "fill_value": args.fill_value,
         "overwrite": args.overwrite or None,
     }  # fmt: skip
@@ -163,8 +164,10 @@ def info(url: str, path: str, console: Any) -> int:
         manifest = read_manifest(a.store, a.path)
         rows = [
             ("array", a.url), ("zarr format", m.zarr_format), ("shape", a.shape), ("dtype", a.dtype),
-            ("chunks", a.chunks), ("fill value", a.fill_value), ("codecs", json.dumps(codecs)),
-            ("chunks stored", f"{len(stored)} of {a.nchunks}"), ("bytes stored", nbytes),
+            ("chunks", a.chunks if a.inner_chunks is None else f"{a.inner_chunks} in shards of {a.chunks}"),
+            ("fill value", a.fill_value), ("codecs", json.dumps(codecs)),
+            ("shards stored" if a.inner_chunks else "chunks stored", f"{len(stored)} of {a.nchunks}"),
+            ("bytes stored", nbytes),
             ("bytes (uncompressed)", a.nbytes),
             ("manifest", f"{len(manifest.chunks)} chunks recorded" if manifest else "none (not ingested by a flow)"),
         ]  # fmt: skip
@@ -181,7 +184,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def layout_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--array", default="data", help="path of the target array in the store (default: data)")
-        sp.add_argument("--chunks", help="chunk shape, e.g. 256,256")
+        sp.add_argument("--chunks", help="chunk shape, e.g. 256,256 (with --shards: the chunks inside a shard)")
+        sp.add_argument("--shards", help="shard shape (Zarr v3), a multiple of --chunks, e.g. 2048,2048")
         sp.add_argument("--dtype", help="stored data type (default: the source's)")
         sp.add_argument("--zarr-format", type=int, choices=(2, 3))
         sp.add_argument("--compression", choices=("zstd", "gzip", "blosc-zstd", "blosc-lz4", "none"))

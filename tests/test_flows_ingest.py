@@ -375,3 +375,12 @@ def test_cli_ingest_verify_and_info(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "s", "--chunks", "8,8"]) == 1
     assert "MetadataConflictError" in capsys.readouterr().out
     assert os.path.isdir(dest)
+    assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "sharded", "--chunks", "8,8",
+                     "--shards", "32,48"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert zarrflow(["info", dest, "--path", "sharded"]) == 0
+    out = capsys.readouterr().out
+    assert "chunks               : (8, 8) in shards of (32, 48)" in out and "shards stored        : 2 of 2" in out
+    assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "bad", "--chunks", "8,8",
+                     "--shards", "30,48"]) == 1  # fmt: skip
+    assert "shards must be a multiple of chunks" in capsys.readouterr().out
