@@ -56,6 +56,7 @@ def test_shards_hold_inner_chunks_and_read_back(tmp_path: Path) -> None:
     a = zarrcore.create(tmp_path / "a.zarr", shape=data.shape, chunks=(10, 15), shards=(40, 30), dtype="float32",
                         fill_value=0)  # fmt: skip
     assert a.chunks == (40, 30) and a.inner_chunks == (10, 15) and a.grid_shape == (3, 3)
+    assert repr(a).endswith("chunks=(40, 30) inner_chunks=(10, 15)>") and "Inner chunk shape    : (10, 15)" in a.info
     a[...] = data
     np.testing.assert_array_equal(a[...], data)
     # The first shard row holds only zeros except its last 7 rows: its upper inner chunks are not stored.

@@ -271,7 +271,8 @@ class Array(Node):
         return "\n".join(f"{k:<{width}} : {v}" for k, v in rows)
 
     def __repr__(self) -> str:
-        return f"<zarrcore.Array {self.url} shape={self.shape} dtype={self.dtype} chunks={self.chunks}>"
+        inner = f" inner_chunks={self.inner_chunks}" if self.inner_chunks is not None else ""
+        return f"<zarrcore.Array {self.url} shape={self.shape} dtype={self.dtype} chunks={self.chunks}{inner}>"
 
     def __len__(self) -> int:
         if not self.shape:
