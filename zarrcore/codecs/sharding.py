@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -123,20 +123,21 @@ class ShardingCodec:
     # -- whole shards ------------------------------------------------------------------------------
     def encode(self, shard: np.ndarray) -> bytes:
         """Encode a shard: every inner chunk that holds more than the fill value, then the index."""
+        encoded = ((n, self.inner.encode(shard[r])) for n, r in self._regions() if not is_fill(shard[r], self.fill))
+        return self._assemble(encoded)
+
+    def _assemble(self, parts: Iterable[tuple[int, bytes | memoryview]]) -> bytes:
+        """A stored shard from ``(index row, encoded bytes)`` of its stored inner chunks, in row order."""
         index = np.full((self.count, 2), EMPTY, dtype="uint64")
-        parts: list[bytes | memoryview] = []
+        buffers: list[bytes | memoryview] = []
         offset = self.index_nbytes if self.location == "start" else 0
-        for n, region in self._regions():
-            chunk = shard[region]
-            if is_fill(chunk, self.fill):
-                continue
-            data = self.inner.encode(chunk)
+        for n, data in parts:
             size = memoryview(data).nbytes
             index[n] = (offset, size)
-            parts.append(data)
+            buffers.append(data)
             offset += size
         encoded_index = self.index_codec.encode(index.reshape(*self.grid, 2))
-        return b"".join([encoded_index, *parts] if self.location == "start" else [*parts, encoded_index])
+        return b"".join([encoded_index, *buffers] if self.location == "start" else [*buffers, encoded_index])
 
     def decode(self, data: bytes | memoryview) -> np.ndarray:
         """Decode a whole shard to an array of the shard shape."""
@@ -231,7 +232,6 @@ class ShardingCodec:
             into, source = _overlap(region, box)
             out[into] = chunk[source]
 
-
     def update(
         self, old: bytes | memoryview | None, selection: tuple[int | slice, ...], values: Any, *, keep_empty: bool
     ) -> bytes | None:
@@ -260,26 +260,13 @@ class ShardingCodec:
             into, source = _overlap(region, box)
             chunk[source] = part[into]
             encoded[n] = None if is_fill(chunk, self.fill) else self.inner.encode(chunk)
-        new_index = np.full((self.count, 2), EMPTY, dtype="uint64")
-        parts: list[bytes | memoryview] = []
-        offset = self.index_nbytes if self.location == "start" else 0
-        for n in range(self.count):
-            if n in encoded:
-                data = encoded[n]
-            elif index is not None and index[n, 0] != EMPTY:
-                data = view[int(index[n, 0]) : int(index[n, 0]) + int(index[n, 1])]
-            else:
-                data = None
-            if data is None:
-                continue
-            size = memoryview(data).nbytes
-            new_index[n] = (offset, size)
-            parts.append(data)
-            offset += size
-        if not parts and not keep_empty:
+        if index is not None:  # the untouched stored inner chunks keep their bytes
+            for n in np.flatnonzero(index[:, 0] != EMPTY).tolist():
+                if n not in encoded:
+                    encoded[n] = view[int(index[n, 0]) : int(index[n, 0]) + int(index[n, 1])]
+        if all(data is None for data in encoded.values()) and not keep_empty:
             return None
-        encoded_index = self.index_codec.encode(new_index.reshape(*self.grid, 2))
-        return b"".join([encoded_index, *parts] if self.location == "start" else [*parts, encoded_index])
+        return self._assemble((n, encoded[n]) for n in sorted(encoded) if encoded[n] is not None)  # type: ignore[misc]
 
 
 def _overlap(region: tuple[slice, ...], box: tuple[slice, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
