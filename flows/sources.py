@@ -212,13 +212,14 @@ class NpzSource(_FileSourceModel):
 
 
 class _TableReader(SourceReader):
-    """Numeric columns of a Parquet or Arrow IPC file, as a 2-D ``(rows, columns)`` or a 1-D array.
+    """Numeric columns of a Parquet or Arrow IPC file, as a 2-D ``(rows, columns)`` or a 1-D array; a
+    1-D array may also hold a string column (variable-length strings, nulls read as ``''``).
 
     Parquet is read by row group: a region reads only the row groups it overlaps, and each thread keeps
     its last decoded row group, so memory stays bounded by row-group size times concurrency.
     """
 
-    def __init__(self, path: str, columns: tuple[str, ...] | None, matrix: bool) -> None:
+    def __init__(self, path: str, columns: tuple[str, ...] | None, matrix: bool, *, listing: bool = False) -> None:
         import pyarrow as pa
         import pyarrow.ipc as ipc
         import pyarrow.parquet as pq
@@ -240,15 +241,21 @@ class _TableReader(SourceReader):
             raise SourceError(f"{path}: not a readable Parquet/Arrow file: {exc}") from None
         numeric = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                    or pa.types.is_boolean(f.type)]  # fmt: skip
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        with_strings = listing or not matrix  # string columns land only as arrays of their own
         if columns is None:
-            columns = tuple(numeric)
+            columns = tuple(f.name for f in schema if f.name in numeric or (with_strings and f.name in strings))
             if not columns:
-                raise SourceError(f"{path}: the table has no numeric columns")
+                raise SourceError(f"{path}: the table has no numeric{' or string' if with_strings else ''} columns")
         for c in columns:
             if c not in schema.names:
                 raise SourceError(f"{path}: no column named {c!r}; columns: {', '.join(schema.names)}")
-            if c not in numeric:
-                raise SourceError(f"{path}: column {c!r} has type {schema.field(c).type}, which is not numeric")
+            if c in strings and not with_strings:
+                raise SourceError(f"{path}: column {c!r} holds strings: land it with layout 'columns' (one array each)")
+            if c not in numeric and c not in strings:
+                raise SourceError(
+                    f"{path}: column {c!r} has type {schema.field(c).type}, which is neither numeric nor a string"
+                )
         self.columns = list(columns)
         if not matrix and len(self.columns) != 1:
             raise SourceError(f"{path}: a 1-D column source needs exactly one column, got {self.columns}")
@@ -268,10 +275,15 @@ class _TableReader(SourceReader):
             table = pq.ParquetFile(self._path).read_row_group(i, columns=self.columns)
         else:
             table = self._table.select(self.columns)  # type: ignore[union-attr]
-        cols = [table.column(c).to_numpy(zero_copy_only=False).astype(self.dtype, copy=False) for c in self.columns]
+        cols = [self._values(table.column(c)) for c in self.columns]
         block = np.stack(cols, axis=1)
         self._local.group = (i, block)
         return block
+
+    def _values(self, column: Any) -> np.ndarray:
+        if self.dtype.kind == "O":  # strings: nulls become '' (the fill value), the rest stay str
+            return np.array(["" if v is None else v for v in column.to_pylist()], dtype=object)
+        return column.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False)  # type: ignore[no-any-return]
 
     def read(self, region: Region) -> np.ndarray:
         rows = region[0]
@@ -292,12 +304,15 @@ class _TableReader(SourceReader):
 
 
 class ParquetSource(_FileSourceModel):
-    """Numeric columns of a Parquet (or Arrow IPC: ``.arrow``/``.feather``) file."""
+    """Numeric columns of a Parquet (or Arrow IPC: ``.arrow``/``.feather``) file; with layout
+    ``columns``, string columns too (each lands as an array of variable-length strings)."""
 
     kind: Literal["parquet"] = Field("parquet", description="Source type: a Parquet or Arrow IPC table.")
     path: str = Field(description="Path of the .parquet (or .arrow/.feather) file, readable by every worker.")
     columns: tuple[str, ...] | None = Field(
-        None, description="Columns to land, in order; default: every integer, float and boolean column."
+        None,
+        description="Columns to land, in order; default: every integer, float and boolean column (and, with "
+        "layout 'columns', every string column).",
     )
     layout: Literal["matrix", "columns"] = Field(
         "matrix",
@@ -314,7 +329,7 @@ class ParquetSource(_FileSourceModel):
     def _reader(self) -> SourceReader:
         if self.layout == "columns" and (self.columns is None or len(self.columns) != 1):
             # the reader of the split table: only used to list the columns
-            return _TableReader(self.path, self.columns, matrix=True)
+            return _TableReader(self.path, self.columns, matrix=True, listing=True)
         return _TableReader(self.path, self.columns, matrix=self.layout == "matrix")
 
 

@@ -104,10 +104,10 @@ def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any
                 sharding = next(c for c in src.codecs if c["name"] == "sharding_indexed")  # type: ignore[union-attr]
                 args["codecs"] = list(sharding["configuration"]["codecs"])
         else:
-            endian: dict[str, Any] = {"name": "bytes"}
-            if needs_endian(dtype):
-                endian["configuration"] = {"endian": "little"}
-            args["codecs"] = [endian, *_COMPRESSORS_V3[layout.compression or "zstd"](layout.compression_level)]
+            serializer: dict[str, Any] = {"name": "vlen-utf8" if dtype.kind == "O" else "bytes"}
+            if needs_endian(dtype) and dtype.kind != "O":
+                serializer["configuration"] = {"endian": "little"}
+            args["codecs"] = [serializer, *_COMPRESSORS_V3[layout.compression or "zstd"](layout.compression_level)]
         names = layout.dimension_names or (src.dimension_names if src else None)
         if names is not None:
             args["dimension_names"] = names

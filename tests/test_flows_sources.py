@@ -65,8 +65,21 @@ def test_parquet_matrix_reads_across_row_groups(tmp_path: Path) -> None:
     expected = np.stack([np.arange(50), np.linspace(0, 1, 50)], axis=1)
     np.testing.assert_array_equal(reader.read((slice(5, 23), slice(0, 2))), expected[5:23])
     np.testing.assert_array_equal(reader.read((slice(49, 50), slice(1, 2))), expected[49:, 1:])
-    with pytest.raises(SourceError, match="column 'name' has type string, which is not numeric"):
+    with pytest.raises(SourceError, match="column 'name' holds strings: land it with layout 'columns'"):
         ParquetSource(path=str(tmp_path / "t.parquet"), columns=("name",)).open()
+
+
+def test_parquet_string_columns_land_one_array_each(tmp_path: Path) -> None:
+    table = pa.table({"n": np.arange(9), "city": ["Bern", None, "Zürich", "", "東京", "x", "y", None, "z"],
+                      "when": pa.array(np.arange(9), pa.timestamp("s"))})  # fmt: skip
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=4)
+    targets = ParquetSource(path=str(tmp_path / "t.parquet"), layout="columns").targets("table")
+    assert [path for path, _ in targets] == ["table/n", "table/city"]  # timestamps are neither: not by default
+    city = targets[1][1].open()
+    assert (city.shape, city.dtype) == ((9,), np.dtype(object))
+    assert list(city.read((slice(0, 9),))) == ["Bern", "", "Zürich", "", "東京", "x", "y", "", "z"]  # nulls: ''
+    with pytest.raises(SourceError, match=r"column 'when' has type timestamp.*neither numeric nor a string"):
+        ParquetSource(path=str(tmp_path / "t.parquet"), columns=("when",), layout="columns").open()
 
 
 def test_parquet_columns_layout_gives_one_array_per_column(tmp_path: Path) -> None:
