@@ -410,8 +410,10 @@ class Array(Node):
 
     def _load_part(self, p: Projection) -> np.ndarray | Any | None:
         """``shard[p.chunk_selection]`` from the shard's index and only the inner chunks it touches;
-        ``None`` if the shard is not stored; ``NotImplemented`` when the selection touches more than
-        half the inner chunks (the whole shard is then read in one request)."""
+        ``None`` if the shard is not stored. ``NotImplemented`` sends the caller to read the whole
+        shard in one request: when the selection touches more than half the inner chunks, and when
+        the parts read do not decode (a shard replaced between the requests, or a damaged one, which
+        the whole read then names)."""
         sharding = self._pipeline.sharding
         assert sharding is not None
         box = tuple(slice(s, s + 1) if isinstance(s, int) else slice(s.start, s.stop) for s in p.chunk_selection)
@@ -424,22 +426,21 @@ class Array(Node):
             except NotFound:
                 m.update(meta_stored=False, encoded_bytes=0, decoded_bytes=0)
                 return None
-            try:
-                runs = sharding.ranges_for(box, sharding.decode_index(raw_index))
-            except CodecError as exc:
-                raise ChunkError(p.index, exc, key=key) from exc
             part = sharding.empty_box(box)
             fetched = [len(raw_index)]
 
             def fetch(run: ByteRun) -> None:
                 data = self.store.get(key, RangeRequest(run.start, run.stop))
                 fetched.append(len(data))
-                try:
-                    sharding.place(part, box, run, data)
-                except CodecError as exc:
-                    raise ChunkError(p.index, exc, key=key) from exc
+                sharding.place(part, box, run, data)
 
-            run_all(fetch, runs, self.store)  # the runs of one shard at once, like the shards of a slice
+            try:
+                runs = sharding.ranges_for(box, sharding.decode_index(raw_index))
+                run_all(fetch, runs, self.store)  # the runs of one shard at once, like the shards of a slice
+            except (CodecError, NotFound):
+                m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=0, requests=len(fetched),
+                         meta_whole_read=True)  # fmt: skip
+                return NotImplemented
             m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=part.nbytes, requests=len(fetched))
         return part[box_selection(p.chunk_selection, box)]
 
