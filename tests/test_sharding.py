@@ -443,31 +443,53 @@ def test_an_index_pointing_past_the_end_is_refused(tmp_path: Path) -> None:
 
 class ReplacingStore(InstrumentedStore):
     """A real store that, right after the first read of a shard's index, replaces the shard with
-    ``new`` (another writer finishing its write between a reader's requests)."""
+    ``new`` (another writer finishing its write between a reader's requests). ``versions=False``
+    hides the store's versions, as a store that cannot tell them would."""
 
     def __init__(self, inner: LocalStore, key: str, new: bytes) -> None:
         super().__init__(inner)
-        self.key, self.new, self.replaced = key, new, False
+        self.key, self.new, self.versions, self.replaced = key, new, True, False
 
-    def get(self, key: str, byte_range: Any = None) -> bytes:
-        data = super().get(key, byte_range)
+    def get_versioned(self, key: str, byte_range: Any = None, *, version: str | None = None) -> tuple[bytes, Any]:
+        data, current = super().get_versioned(key, byte_range, version=version)
         if key == self.key and isinstance(byte_range, SuffixRequest) and not self.replaced:
             self.inner.put(key, self.new)
             self.replaced = True
-        return data
+        return data, current if self.versions else None
 
 
-def test_a_shard_replaced_between_a_partial_reads_requests_is_read_whole(tmp_path: Path) -> None:
-    old = sample((32, 32), seed=10) + 1
-    new = np.arange(32 * 32, dtype="float32").reshape(32, 32) % 7 + 1  # compresses far better: other offsets
-    a = zarrcore.create(tmp_path / "a", shape=old.shape, chunks=(4, 4), shards=(32, 32), dtype="float32")
+def replaced_mid_read(where: Path, old: np.ndarray, new: np.ndarray, **kwargs: Any) -> tuple[ReplacingStore, Any]:
+    """An array holding ``old`` whose one shard becomes ``new`` after a reader reads its index."""
+    a = zarrcore.create(where, shape=old.shape, chunks=(4, 4), shards=old.shape, dtype=old.dtype, **kwargs)
     a[...] = new
     replacement = shard_of(a, (0, 0))
     a[...] = old
-    store = ReplacingStore(LocalStore(tmp_path / "a"), a.chunk_key((0, 0)), replacement)
-    b = zarrcore.open_array(store)
-    # The index is the old shard's, the range comes from the new one: it does not decode, so the read
-    # falls back to one whole-shard request and sees the new shard entirely, never a mix.
+    store = ReplacingStore(LocalStore(where), a.chunk_key((0, 0)), replacement)
+    return store, zarrcore.open_array(store)
+
+
+def shard_requests(store: InstrumentedStore) -> list[type]:
+    return [type(r) for k, r, _ in store.gets if k == "c/0/0"]
+
+
+@pytest.mark.parametrize("versions", [True, False], ids=["versions", "no-versions"])
+def test_a_shard_replaced_between_a_partial_reads_requests_is_read_whole(tmp_path: Path, versions: bool) -> None:
+    old = sample((32, 32), seed=10) + 1
+    new = np.arange(32 * 32, dtype="float32").reshape(32, 32) % 7 + 1  # compresses far better: other offsets
+    store, b = replaced_mid_read(tmp_path, old, new)
+    store.versions = versions
+    # With versions the range is read only from the version whose index was read: the store refuses
+    # it. Without, the range is read from the new shard at the old offsets and does not decode. Either
+    # way the read falls back to one whole-shard request and sees the new shard, never a mix.
     np.testing.assert_array_equal(b[5:7, 9:14], new[5:7, 9:14])
-    shard_gets = [type(r) for k, r, _ in store.gets if k == a.chunk_key((0, 0))]
-    assert store.replaced and shard_gets == [SuffixRequest, RangeRequest, type(None)]
+    assert store.replaced
+    assert shard_requests(store) == [SuffixRequest, *([] if versions else [RangeRequest]), type(None)]
+
+
+def test_versions_catch_a_replaced_shard_whose_offsets_line_up(tmp_path: Path) -> None:
+    """Raw inner chunks of one size sit at the same offsets in the old and the new shard, so ranges
+    read at the old offsets would decode: only the version tells that the shard changed."""
+    old = sample((32, 32), seed=10) + 1
+    store, b = replaced_mid_read(tmp_path, old, -old, codecs=[BYTES])
+    np.testing.assert_array_equal(b[2:6, 2:6], -old[2:6, 2:6])
+    assert shard_requests(store) == [SuffixRequest, type(None)]  # the range was refused: one whole read

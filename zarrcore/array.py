@@ -14,7 +14,7 @@ from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
 from zarrcore.codecs.pipeline import codec_configs
 from zarrcore.codecs.sharding import ByteRun, box_selection, sharding_codecs
-from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, SelectionError
+from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, PreconditionFailed, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
 from zarrcore.metadata import ArrayMetadata, parse_dtype
 from zarrcore.metadata.dtypes import is_fill, normalize_fill_value
@@ -411,9 +411,10 @@ class Array(Node):
     def _load_part(self, p: Projection) -> np.ndarray | Any | None:
         """``shard[p.chunk_selection]`` from the shard's index and only the inner chunks it touches;
         ``None`` if the shard is not stored. ``NotImplemented`` sends the caller to read the whole
-        shard in one request: when the selection touches more than half the inner chunks, and when
-        the parts read do not decode (a shard replaced between the requests, or a damaged one, which
-        the whole read then names)."""
+        shard in one request: when the selection touches more than half the inner chunks, when the
+        shard was replaced after its index was read (the ranges are read only from the version whose
+        index was read, where the store can tell versions), and when the parts read do not decode (a
+        damaged shard, which the whole read then names)."""
         sharding = self._pipeline.sharding
         assert sharding is not None
         box = tuple(slice(s, s + 1) if isinstance(s, int) else slice(s.start, s.stop) for s in p.chunk_selection)
@@ -422,22 +423,22 @@ class Array(Node):
         key = self._key(p.index)
         with telemetry.span(("zarrcore", "chunk", "read"), self._span_meta(p.index, key)) as m:
             try:
-                raw_index = self.store.get(key, sharding.index_range())
+                raw_index, version = self.store.get_versioned(key, sharding.index_range())
             except NotFound:
                 m.update(meta_stored=False, encoded_bytes=0, decoded_bytes=0)
                 return None
             part = sharding.empty_box(box)
             fetched = [len(raw_index)]
 
-            def fetch(run: ByteRun) -> None:
-                data = self.store.get(key, RangeRequest(run.start, run.stop))
+            def fetch(run: ByteRun) -> None:  # only from the shard whose index was read
+                data, _ = self.store.get_versioned(key, RangeRequest(run.start, run.stop), version=version)
                 fetched.append(len(data))
                 sharding.place(part, box, run, data)
 
             try:
                 runs = sharding.ranges_for(box, sharding.decode_index(raw_index))
                 run_all(fetch, runs, self.store)  # the runs of one shard at once, like the shards of a slice
-            except (CodecError, NotFound):
+            except (CodecError, NotFound, PreconditionFailed):
                 m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=0, requests=len(fetched),
                          meta_whole_read=True)  # fmt: skip
                 return NotImplemented

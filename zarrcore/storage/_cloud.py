@@ -258,8 +258,13 @@ class CloudStore(Store):
     # -- hooks ---------------------------------------------------------------------------------
 
     @abc.abstractmethod
+    def _get_versioned(self, name: str, byte_range: ByteRange | None, version: str | None) -> tuple[bytes, str | None]:
+        """One read of object ``name`` and its version (ETag, generation); with ``version``, only if the
+        object is still that version (the SDK's 412 becomes ``PreconditionFailed``). A range starting
+        past the end returns ``b""``."""
+
     def _get(self, name: str, byte_range: ByteRange | None) -> bytes:
-        """One read of object ``name``; a range starting past the end returns ``b""``."""
+        return self._get_versioned(name, byte_range, None)[0]
 
     @abc.abstractmethod
     def _put(self, name: str, data: bytes, create: bool) -> None:
@@ -312,6 +317,8 @@ class CloudStore(Store):
         where = f"{'prefix' if op == 'list' else 'key'} {key!r} in {self.url}" if key is not None else self.url
         if cls is NotFound:
             summary = f"no object at {where}"
+        elif cls is PreconditionFailed and op == "get":
+            summary = f"{where} changed since it was read"
         elif issubclass(cls, AlreadyExists):
             summary = f"{where} already exists" if op == "create" else f"conflict for {where}"
         else:
@@ -338,6 +345,15 @@ class CloudStore(Store):
         self._writable(key)
         body = bytes(data)
         self._call(mode if mode == "create" else "put", key, lambda: self._put(name, body, mode == "create"))
+
+    def get_versioned(
+        self, key: str, byte_range: ByteRange | None = None, *, version: str | None = None
+    ) -> tuple[bytes, str | None]:
+        name = self._name(key)
+        if _is_empty_range(byte_range):
+            self.size(key)  # still NotFound for a missing key
+            return b"", version
+        return self._call("get", key, lambda: self._get_versioned(name, byte_range, version))
 
     def delete(self, key: str) -> None:
         name = self._name(key)

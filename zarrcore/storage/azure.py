@@ -35,6 +35,7 @@ from zarrcore.storage.base import ByteRange, OffsetRequest, RangeRequest, Suffix
 
 try:
     import requests
+    from azure.core import MatchConditions
     from azure.core.credentials import AzureSasCredential
     from azure.core.exceptions import (
         ClientAuthenticationError,
@@ -157,7 +158,7 @@ class AzureBlobStore(CloudStore):
     def _describe(self) -> dict[str, object]:
         return {"account": self.account_name, "endpoint_url": self.endpoint_url}
 
-    def _get(self, name: str, byte_range: ByteRange | None) -> bytes:
+    def _get_versioned(self, name: str, byte_range: ByteRange | None, version: str | None) -> tuple[bytes, str | None]:
         offset: int | None = None
         length: int | None = None
         if isinstance(byte_range, RangeRequest):
@@ -165,13 +166,16 @@ class AzureBlobStore(CloudStore):
         elif isinstance(byte_range, OffsetRequest):
             offset = byte_range.offset
         elif isinstance(byte_range, SuffixRequest):
-            # Blob storage has no suffix ranges: read the size, then the tail.
-            offset = max(0, self._size(name) - byte_range.suffix)
+            # Blob storage has no suffix ranges: read the size (and ETag), then the tail of that very blob.
+            props = self._client.get_blob_client(name).get_blob_properties()
+            offset, version = max(0, int(props.size) - byte_range.suffix), version or props.etag
+        condition = {"etag": version, "match_condition": MatchConditions.IfNotModified} if version else {}
         try:
-            return bytes(self._client.download_blob(name, offset=offset, length=length, max_concurrency=1).readall())
+            download = self._client.download_blob(name, offset=offset, length=length, max_concurrency=1, **condition)
+            return bytes(download.readall()), download.properties.etag
         except HttpResponseError as exc:
             if offset is not None and exc.status_code == 416:  # the range starts at or past the end
-                return b""
+                return b"", version
             raise
 
     def _put(self, name: str, data: bytes, create: bool) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "validate_key",
     "join_key",
     "slice_range",
+    "range_bounds",
 ]
 
 
@@ -84,6 +85,22 @@ def slice_range(data: bytes, byte_range: ByteRange | None) -> bytes:
     raise TypeError(f"unknown byte range {byte_range!r}")
 
 
+def range_bounds(byte_range: ByteRange | None, size: int) -> tuple[int, int]:
+    """A byte range of an object of ``size`` bytes as ``(start, stop)``, clipped to the object."""
+    if byte_range is None:
+        return 0, size
+    if isinstance(byte_range, RangeRequest):
+        start, stop = byte_range.start, byte_range.end
+    elif isinstance(byte_range, OffsetRequest):
+        start, stop = byte_range.offset, size
+    elif isinstance(byte_range, SuffixRequest):
+        start, stop = size - byte_range.suffix if byte_range.suffix else size, size
+    else:
+        raise TypeError(f"unknown byte range {byte_range!r}")
+    start = min(max(start, 0), size)
+    return start, max(start, min(stop, size))
+
+
 class Store(abc.ABC):
     """A key/value store of bytes. Implementations must be safe to use from many threads.
 
@@ -103,6 +120,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
         """Return the object's bytes (or a range of them). Raises ``NotFound``."""
+
+    def get_versioned(
+        self, key: str, byte_range: ByteRange | None = None, *, version: str | None = None
+    ) -> tuple[bytes, str | None]:
+        """Like :meth:`get`, with the object's version (an ETag, a generation...): given ``version``,
+        the read succeeds only if the object is still that version, else raises
+        :class:`~zarrcore.errors.PreconditionFailed`. Several reads of one object that pass the
+        version of the first therefore see one object. A store that cannot tell returns ``None``."""
+        return self.get(key, byte_range), None
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:

@@ -128,7 +128,7 @@ class GCSStore(CloudStore):
     def _describe(self) -> dict[str, object]:
         return {"endpoint_url": safe_endpoint(self.endpoint_url), "project": self._client.project}
 
-    def _get(self, name: str, byte_range: ByteRange | None) -> bytes:
+    def _get_versioned(self, name: str, byte_range: ByteRange | None, version: str | None) -> tuple[bytes, str | None]:
         start: int | None = None
         end: int | None = None
         if isinstance(byte_range, RangeRequest):
@@ -137,13 +137,15 @@ class GCSStore(CloudStore):
             start = byte_range.offset
         elif isinstance(byte_range, SuffixRequest):
             start = -byte_range.suffix  # the SDK sends "bytes=-N"
+        blob = self._bucket.blob(name)
         try:
-            data = self._bucket.blob(name).download_as_bytes(
-                start=start, end=end, raw_download=True, timeout=self._timeout, retry=None
-            )
+            data = blob.download_as_bytes(
+                start=start, end=end, raw_download=True, timeout=self._timeout, retry=None,
+                if_generation_match=int(version) if version is not None else None,
+            )  # fmt: skip
         except gx.RequestRangeNotSatisfiable:
-            return b""  # the range starts at or past the end
-        return bytes(data)
+            return b"", version  # the range starts at or past the end
+        return bytes(data), str(blob.generation) if blob.generation is not None else None
 
     def _put(self, name: str, data: bytes, create: bool) -> None:
         self._bucket.blob(name).upload_from_string(

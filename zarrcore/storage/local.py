@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from zarrcore.errors import AccessDenied, AlreadyExists, NotFound, ReadOnlyError, StoreError
+from zarrcore.errors import AccessDenied, AlreadyExists, NotFound, PreconditionFailed, ReadOnlyError, StoreError
 from zarrcore.storage.base import (
     ByteRange,
     OffsetRequest,
@@ -19,6 +19,7 @@ from zarrcore.storage.base import (
     RangeRequest,
     Store,
     SuffixRequest,
+    range_bounds,
     validate_key,
 )
 
@@ -144,6 +145,40 @@ class LocalStore(Store):
             raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url) from None
         except OSError as exc:
             raise self._error(exc, key) from exc
+
+    def get_versioned(
+        self, key: str, byte_range: ByteRange | None = None, *, version: str | None = None
+    ) -> tuple[bytes, str | None]:
+        """The version is the file's identity (inode, change times, size): every put makes a new file."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url) from None
+        except OSError as exc:
+            raise self._error(exc, key) from exc
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url)
+            current = f"{st.st_dev:x}-{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}-{st.st_size:x}"
+            if version is not None and version != current:
+                raise PreconditionFailed(
+                    f"key {key!r} in {self.url} changed since it was read", key=key, store=self.url
+                )
+            start, stop = range_bounds(byte_range, st.st_size)
+            chunks = []
+            while start < stop:
+                piece = os.pread(fd, stop - start, start)
+                if not piece:
+                    break
+                chunks.append(piece)
+                start += len(piece)
+            return b"".join(chunks), current
+        except OSError as exc:
+            raise self._error(exc, key) from exc
+        finally:
+            os.close(fd)
 
     def _writable(self, key: str) -> None:
         if self.read_only:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 
-from zarrcore.errors import AlreadyExists, NotFound, ReadOnlyError
+from zarrcore.errors import AlreadyExists, NotFound, PreconditionFailed, ReadOnlyError
 from zarrcore.storage.base import ByteRange, PutMode, Store, slice_range, validate_key
 
 __all__ = ["MemoryStore"]
@@ -21,6 +22,8 @@ class MemoryStore(Store):
         self._name = name or f"{id(self):x}"
         self.read_only = read_only
         self._data: dict[str, bytes] = {}
+        self._versions: dict[str, int] = {}  # a number per put, for get_versioned
+        self._puts = itertools.count(1)
         self._lock = threading.Lock()
 
     @classmethod
@@ -49,6 +52,19 @@ class MemoryStore(Store):
             raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url) from None
         return slice_range(data, byte_range)
 
+    def get_versioned(
+        self, key: str, byte_range: ByteRange | None = None, *, version: str | None = None
+    ) -> tuple[bytes, str | None]:
+        validate_key(key)
+        with self._lock:  # the object and its version together
+            data, number = self._data.get(key), self._versions.get(key)
+        if data is None:
+            raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url)
+        current = str(number)
+        if version is not None and version != current:
+            raise PreconditionFailed(f"key {key!r} in {self.url} changed since it was read", key=key, store=self.url)
+        return slice_range(data, byte_range), current
+
     def _writable(self, key: str) -> None:
         validate_key(key)
         if self.read_only:
@@ -61,11 +77,13 @@ class MemoryStore(Store):
             if mode == "create" and key in self._data:
                 raise AlreadyExists(f"key {key!r} already exists in {self.url}", key=key, store=self.url)
             self._data[key] = value
+            self._versions[key] = next(self._puts)
 
     def delete(self, key: str) -> None:
         self._writable(key)
         with self._lock:
             self._data.pop(key, None)
+            self._versions.pop(key, None)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         with self._lock:

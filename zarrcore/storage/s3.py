@@ -151,16 +151,18 @@ class S3Store(CloudStore):
     def _describe(self) -> dict[str, object]:
         return {"endpoint_url": safe_endpoint(self.endpoint_url), "region": self.region}
 
-    def _get(self, name: str, byte_range: ByteRange | None) -> bytes:
+    def _get_versioned(self, name: str, byte_range: ByteRange | None, version: str | None) -> tuple[bytes, str | None]:
         extra = {"Range": http_range(byte_range)} if byte_range is not None else {}
+        if version is not None:
+            extra["IfMatch"] = version
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=name, **extra)
         except bx.ClientError as exc:
-            if extra and _status(exc) == 416:  # the range starts at or past the end
-                return b""
+            if byte_range is not None and _status(exc) == 416:  # the range starts at or past the end
+                return b"", version
             raise
         with contextlib.closing(response["Body"]) as body:
-            return bytes(body.read())
+            return bytes(body.read()), response.get("ETag")
 
     def _put(self, name: str, data: bytes, create: bool) -> None:
         extra = {"IfNoneMatch": "*"} if create else {}
