@@ -115,11 +115,11 @@ def test_s3_behind_a_fault_proxy(tmp_path: Path, source: tuple[dict, np.ndarray]
               "execution": FAST, "storage_options": options}  # fmt: skip
     state, run_id = run_flow(ingest, **params)
     assert state.is_completed(), state.message
-    assert proxy.faults["503"] > 7 and proxy.faults["500"] > 0 and proxy.faults["reset"] > 0
+    assert proxy.faults["503"] > 7 and proxy.faults["500"] > 0 and proxy.faults["reset"] > 0, proxy.faults
     forced = [r.fault for r in proxy.seen if proxy.fail_through.search(f"{r.method} {r.path}")]
-    assert forced == ["503"] * 7 + [None]  # 5 store attempts, a task retry, 2 more, then through
+    assert forced == ["503"] * 7 + [None], forced  # 5 store attempts, a task retry, 2 more, then through
     attempts = {r.name: r.run_count for r in task_runs(run_id)}
-    assert attempts.pop("write chunks 8-12") == 2  # holds a/c/2/1
+    assert attempts.pop("write chunks 8-12") == 2, attempts  # holds a/c/2/1
     assert set(attempts.values()) == {1}, attempts  # every other fault was absorbed by the store's retries
     direct = {**options, "endpoint_url": s3_server.endpoint_url}
     np.testing.assert_array_equal(
