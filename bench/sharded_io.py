@@ -35,18 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import (
-    MiB,
-    Row,
-    Timing,
-    format_table,
-    keep_best,
-    make_source,
-    rss_bytes,
-    save_rows,
-    timed,
-    workdir,
-)
+from bench._common import MiB, Row, Timing, format_table, keep_best, make_source, rss_bytes, save_rows, timed, workdir
 from bench.s3_io import KEY, REGION, SECRET, boto3_client, moto_server
 
 CONTENDERS = ["zarrcore", "zarr-python", "tensorstore"]
