@@ -18,9 +18,11 @@ zarrcore creates the array; then each contender, in turn and on the same random 
   rewrites a whole shard object; the values written are those already there, so reads stay valid).
 
 Times are the best of ``--repeat`` rounds; ``x zarr-python`` and ``x tensorstore`` are throughput
-ratios (above 1: the row's contender is faster). No contender caches shard indexes or chunks between
-reads (zarr-python has no cache, tensorstore's cache pool is left at its default of 0 bytes). Each
-contender keeps up to ``--concurrency`` requests in flight. The moto server runs in its own process,
+ratios (above 1: the row's contender is faster). zarrcore keeps the shard indexes it has read, each
+pinned to the shard's version (its ETag on S3), so a later small read of a shard it has seen needs one
+request; its own writes drop the indexes they change. zarr-python keeps nothing, and tensorstore's
+cache pool is left at its default of 0 bytes. Each contender keeps up to ``--concurrency`` requests in
+flight. The moto server runs in its own process,
 started here and stopped by its PID.
 """
 

@@ -13,7 +13,7 @@ from zarrcore._pool import run_all
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
 from zarrcore.codecs.pipeline import codec_configs
-from zarrcore.codecs.sharding import ByteRun, box_selection, sharding_codecs
+from zarrcore.codecs.sharding import ByteRun, IndexCache, box_selection, sharding_codecs
 from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, PreconditionFailed, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
 from zarrcore.metadata import ArrayMetadata, parse_dtype
@@ -180,6 +180,8 @@ class Array(Node):
         self._grid = ChunkGrid(metadata.shape, metadata.chunks)
         self._attrs = Attributes(metadata.attributes, self._save_attributes)
         self._fill_chunk: np.ndarray | None = None
+        #: Shard indexes read by partial reads, with the shard version each came from.
+        self._indexes = IndexCache()
         # Chunk keys are this prefix plus the index joined by the separator (a 0-d array has one key).
         base = join_key(self.path, "c" if metadata.key_encoding == "default" else "")
         self._key_prefix = base + (metadata.separator if metadata.key_encoding == "default" else "/" if base else "")
@@ -362,6 +364,8 @@ class Array(Node):
 
     def _put(self, idx: ChunkIndex, data: bytes | memoryview | None) -> None:
         key = self._key(idx)
+        if self._pipeline.sharding is not None:
+            self._indexes.drop(key)  # its version is about to change: spare a refused read
         if not telemetry.enabled():  # no span to build, as in _load
             if data is None:
                 self.store.delete(key)
@@ -410,11 +414,12 @@ class Array(Node):
 
     def _load_part(self, p: Projection) -> np.ndarray | Any | None:
         """``shard[p.chunk_selection]`` from the shard's index and only the inner chunks it touches;
-        ``None`` if the shard is not stored. ``NotImplemented`` sends the caller to read the whole
-        shard in one request: when the selection touches more than half the inner chunks, when the
-        shard was replaced after its index was read (the ranges are read only from the version whose
-        index was read, where the store can tell versions), and when the parts read do not decode (a
-        damaged shard, which the whole read then names)."""
+        ``None`` if the shard is not stored. The ranges are read only from the version of the shard
+        whose index was read (where the store can tell versions), so an index seen before is reused:
+        a shard replaced since is refused and its index read again. ``NotImplemented`` sends the
+        caller to read the whole shard in one request: when the selection touches more than half the
+        inner chunks, when the shard changed between the requests, and when the parts read do not
+        decode (a damaged shard, which the whole read then names)."""
         sharding = self._pipeline.sharding
         assert sharding is not None
         box = tuple(slice(s, s + 1) if isinstance(s, int) else slice(s.start, s.stop) for s in p.chunk_selection)
@@ -422,28 +427,58 @@ class Array(Node):
             return NotImplemented
         key = self._key(p.index)
         with telemetry.span(("zarrcore", "chunk", "read"), self._span_meta(p.index, key)) as m:
-            try:
-                raw_index, version = self.store.get_versioned(key, sharding.index_range())
-            except NotFound:
-                m.update(meta_stored=False, encoded_bytes=0, decoded_bytes=0)
-                return None
-            part = sharding.empty_box(box)
-            fetched = [len(raw_index)]
-
-            def fetch(run: ByteRun) -> None:  # only from the shard whose index was read
-                data, _ = self.store.get_versioned(key, RangeRequest(run.start, run.stop), version=version)
-                fetched.append(len(data))
-                sharding.place(part, box, run, data)
-
-            try:
-                runs = sharding.ranges_for(box, sharding.decode_index(raw_index))
-                run_all(fetch, runs, self.store)  # the runs of one shard at once, like the shards of a slice
-            except (CodecError, NotFound, PreconditionFailed):
-                m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=0, requests=len(fetched),
-                         meta_whole_read=True)  # fmt: skip
-                return NotImplemented
+            fetched: list[int] = []
+            cached = self._indexes.get(key)
+            if cached is not None:
+                part = self._read_runs(key, box, *cached, fetched)
+                if part is None:
+                    self._indexes.drop(key)  # replaced (or gone) since: read its index again
+            if cached is None or part is None:
+                try:
+                    raw_index, version = self.store.get_versioned(key, sharding.index_range())
+                except NotFound:
+                    m.update(meta_stored=False, encoded_bytes=sum(fetched), decoded_bytes=0, requests=len(fetched))
+                    return None
+                fetched.append(len(raw_index))
+                try:
+                    index = sharding.decode_index(raw_index)
+                except CodecError:
+                    index = None
+                part = None if index is None else self._read_runs(key, box, version, index, fetched, verify=False)
+                if part is None:
+                    m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=0, requests=len(fetched),
+                             meta_whole_read=True)  # fmt: skip
+                    return NotImplemented
+                if version is not None and index is not None:
+                    self._indexes.put(key, version, index)
             m.update(meta_stored=True, encoded_bytes=sum(fetched), decoded_bytes=part.nbytes, requests=len(fetched))
         return part[box_selection(p.chunk_selection, box)]
+
+    def _read_runs(
+        self, key: str, box: tuple[slice, ...], version: str | None, index: np.ndarray, fetched: list[int],
+        *, verify: bool = True,
+    ) -> np.ndarray | None:
+        """``box`` of the shard at ``key`` from its ``index``, the ranges read only from ``version``;
+        ``None`` when that version is gone or the bytes do not decode. With ``verify`` (an index kept
+        from earlier), a box that needs no range still makes one request, so that a replaced shard
+        is never answered from an old index."""
+        sharding = self._pipeline.sharding
+        assert sharding is not None
+        runs = sharding.ranges_for(box, index)
+        if verify and not runs:
+            return None  # nothing to read would check the version: read the index instead
+        part = sharding.empty_box(box)
+
+        def fetch(run: ByteRun) -> None:
+            data, _ = self.store.get_versioned(key, RangeRequest(run.start, run.stop), version=version)
+            fetched.append(len(data))
+            sharding.place(part, box, run, data)
+
+        try:
+            run_all(fetch, runs, self.store)  # the runs of one shard at once, like the shards of a slice
+        except (CodecError, NotFound, PreconditionFailed):
+            return None
+        return part
 
     def _update_part(self, p: Projection, values: np.ndarray) -> None:
         """Write ``values`` into part of a shard: decode and encode only the inner chunks it touches."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
@@ -23,8 +25,8 @@ from zarrcore.metadata.model import ArrayMetadata
 from zarrcore.storage.base import RangeRequest, SuffixRequest
 
 __all__ = [
-    "COALESCE_GAP", "COALESCE_MAX", "EMPTY", "ByteRun", "ShardingCodec", "box_selection", "default_index_codecs",
-    "sharding_codecs",
+    "COALESCE_GAP", "COALESCE_MAX", "EMPTY", "ByteRun", "IndexCache", "ShardingCodec", "box_selection",
+    "default_index_codecs", "sharding_codecs",
 ]  # fmt: skip
 
 #: The index value of an inner chunk that is not stored (both offset and length).
@@ -276,6 +278,45 @@ def _overlap(region: tuple[slice, ...], box: tuple[slice, ...]) -> tuple[tuple[s
     into = tuple(slice(lo - b.start, hi - b.start) for (lo, hi), b in zip(bounds, box, strict=True))
     source = tuple(slice(lo - r.start, hi - r.start) for (lo, hi), r in zip(bounds, region, strict=True))
     return into, source
+
+
+class IndexCache:
+    """Decoded shard indexes by shard key, each with the version of the shard it was read from, so a
+    later partial read of that shard needs only its ranges (pinned to that version: a replaced shard
+    is refused, not misread). Least recently used entries go first beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[str, np.ndarray] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: str, version: str, index: np.ndarray) -> None:
+        with self._lock:
+            self._drop(key)
+            self._entries[key] = (version, index)
+            self._bytes += index.nbytes
+            while self._bytes > self.max_bytes and self._entries:
+                self._drop(next(iter(self._entries)))
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[1].nbytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class ByteRun(NamedTuple):
