@@ -13,7 +13,7 @@ from zarrcore._pool import run_all
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline, default_codecs
 from zarrcore.codecs.pipeline import codec_configs
-from zarrcore.codecs.sharding import ByteRun, IndexCache, box_selection, sharding_codecs
+from zarrcore.codecs.sharding import ByteRun, IndexCache, box_selection, selection_box, sharding_codecs
 from zarrcore.errors import ChunkError, CodecError, MetadataError, NotFound, PreconditionFailed, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, normalize_selection, selection_shape
 from zarrcore.metadata import ArrayMetadata, parse_dtype
@@ -24,7 +24,6 @@ from zarrcore.storage.base import RangeRequest, Store, join_key
 __all__ = ["Array", "build_array_metadata"]
 
 ChunkIndex = tuple[int, ...]
-
 
 
 def _row(p: Projection) -> ChunkIndex:
@@ -422,7 +421,7 @@ class Array(Node):
         decode (a damaged shard, which the whole read then names)."""
         sharding = self._pipeline.sharding
         assert sharding is not None
-        box = tuple(slice(s, s + 1) if isinstance(s, int) else slice(s.start, s.stop) for s in p.chunk_selection)
+        box = selection_box(p.chunk_selection)
         if 2 * sharding.count_in(box) > sharding.count:
             return NotImplemented
         key = self._key(p.index)
@@ -696,4 +695,3 @@ class Array(Node):
 
         return write_stream(self, chunks, concurrency=concurrency, checkpoint=checkpoint, on_error=on_error,
                             retry=retry, timeout=timeout)  # fmt: skip
-

@@ -184,7 +184,6 @@ class CodecPipeline:
         self.chunk_shape = meta.chunks
         self.dtype = meta.dtype
         self.zarr_format = meta.zarr_format
-        self.transposes: list[_Transpose] = []
         #: The v3 array -> array codecs in order: transposes and ``numcodecs.*`` element-wise codecs.
         self.array_stages: list[_Transpose | Codec] = []
         self.bytes_codecs: list[Codec] = []
@@ -222,7 +221,7 @@ class CodecPipeline:
             and self.sharding is None
             and self.vlen is None
             and not self.filters
-            and len(self.array_stages) == len(self.transposes)
+            and not self._element_wise
             and all(c.codec_id == "blosc" and c.cname in _FAST_BLOSC for c in self.bytes_codecs)
             and getattr(sys, "_is_gil_enabled", lambda: True)()
         )
@@ -264,8 +263,7 @@ class CodecPipeline:
                 order = config.get("order")
                 if not isinstance(order, list) or sorted(order) != list(range(ndim)):
                     raise CodecError(f"{where}: order must be a permutation of 0..{ndim - 1}, got {order!r}")
-                self.transposes.append(_Transpose(tuple(order)))
-                self.array_stages.append(self.transposes[-1])
+                self.array_stages.append(_Transpose(tuple(order)))
             elif isinstance(name, str) and name.startswith("numcodecs."):
                 codec_id = name[len("numcodecs.") :]
                 if stage != "array" and codec_id in _NUMCODECS_ARRAY:
@@ -328,7 +326,7 @@ class CodecPipeline:
             elif name == "sharding_indexed":
                 if stage != "array":
                     raise CodecError(f"{where}: only one array->bytes codec is allowed")
-                if len(self.array_stages) != len(self.transposes):
+                if self._element_wise:
                     raise CodecError(f"{where}: put numcodecs array codecs inside the shard's own codecs")
                 try:
                     self.sharding = ShardingCodec(config, meta, self._stored_shape(), CodecPipeline)
@@ -412,6 +410,16 @@ class CodecPipeline:
         if out.dtype != self.dtype:
             out = out.astype(self.dtype)
         return out
+
+    @property
+    def transposes(self) -> list[_Transpose]:
+        """The ``transpose`` codecs among the array -> array codecs, in order."""
+        return [s for s in self.array_stages if isinstance(s, _Transpose)]
+
+    @property
+    def _element_wise(self) -> bool:
+        """Whether a ``numcodecs.*`` element-wise codec is among the array -> array codecs."""
+        return any(not isinstance(s, _Transpose) for s in self.array_stages)
 
     def _stored_shape(self) -> tuple[int, ...]:
         """The chunk shape in stored axis order (after the v3 transposes)."""

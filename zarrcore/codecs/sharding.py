@@ -26,7 +26,7 @@ from zarrcore.storage.base import RangeRequest, SuffixRequest
 
 __all__ = [
     "COALESCE_GAP", "COALESCE_MAX", "EMPTY", "ByteRun", "IndexCache", "ShardingCodec", "box_selection",
-    "default_index_codecs", "sharding_codecs",
+    "default_index_codecs", "selection_box", "sharding_codecs",
 ]  # fmt: skip
 
 #: The index value of an inner chunk that is not stored (both offset and length).
@@ -242,7 +242,7 @@ class ShardingCodec:
         Returns ``None`` when no inner chunk holds more than the fill value, unless ``keep_empty``."""
         view = memoryview(old or b"").cast("B")
         index = self.decode_index(self.index_bytes(view), len(view)) if old is not None else None
-        box = tuple(slice(s, s + 1) if isinstance(s, int) else slice(s.start, s.stop) for s in selection)
+        box = selection_box(selection)
         touched = list(self.inner_chunks_in(box))
         chunks = []
         for n, _ in touched:
@@ -325,6 +325,11 @@ class ByteRun(NamedTuple):
     start: int
     stop: int
     members: list[tuple[int, int, tuple[slice, ...]]]
+
+
+def selection_box(selection: tuple[int | slice, ...]) -> tuple[slice, ...]:
+    """The smallest box (one slice per dimension) holding ``selection`` (ints and slices within a shard)."""
+    return tuple(slice(s, s + 1) if isinstance(s, int) else slice(s.start, s.stop) for s in selection)
 
 
 def box_selection(selection: tuple[int | slice, ...], box: tuple[slice, ...]) -> tuple[int | slice, ...]:

@@ -263,9 +263,6 @@ class CloudStore(Store):
         object is still that version (the SDK's 412 becomes ``PreconditionFailed``). A range starting
         past the end returns ``b""``."""
 
-    def _get(self, name: str, byte_range: ByteRange | None) -> bytes:
-        return self._get_versioned(name, byte_range, None)[0]
-
     @abc.abstractmethod
     def _put(self, name: str, data: bytes, create: bool) -> None:
         """One atomic write; ``create`` makes it conditional on the object being absent."""
@@ -332,11 +329,7 @@ class CloudStore(Store):
     # -- the Store protocol --------------------------------------------------------------------
 
     def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
-        name = self._name(key)
-        if _is_empty_range(byte_range):
-            self.size(key)  # still NotFound for a missing key
-            return b""
-        return self._call("get", key, lambda: self._get(name, byte_range))
+        return self.get_versioned(key, byte_range)[0]
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
         name = self._name(key)

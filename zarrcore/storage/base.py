@@ -76,13 +76,8 @@ def slice_range(data: bytes, byte_range: ByteRange | None) -> bytes:
     """Apply a byte range to whole-object bytes (for stores without native range reads)."""
     if byte_range is None:
         return data
-    if isinstance(byte_range, RangeRequest):
-        return data[byte_range.start : byte_range.end]
-    if isinstance(byte_range, OffsetRequest):
-        return data[byte_range.offset :]
-    if isinstance(byte_range, SuffixRequest):
-        return data[-byte_range.suffix :] if byte_range.suffix else b""
-    raise TypeError(f"unknown byte range {byte_range!r}")
+    start, stop = range_bounds(byte_range, len(data))
+    return data[start:stop]
 
 
 def range_bounds(byte_range: ByteRange | None, size: int) -> tuple[int, int]:
