@@ -7,18 +7,20 @@
 15.0
 """
 
-from zarrcore import errors, retry, storage, telemetry
+from zarrcore import errors, retry, spec, storage, streams, telemetry
 from zarrcore.api import consolidate_metadata, create, create_group, open, open_array, open_group
 from zarrcore.array import Array
 from zarrcore.checkpoint import Checkpoint
 from zarrcore.group import Group
+from zarrcore.spec import build_array_metadata
 from zarrcore.storage import open_store
-from zarrcore.streaming import ReadSummary, WriteSummary
+from zarrcore.streams import ReadSummary, WriteSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Array",
+    "build_array_metadata",
     "Checkpoint",
     "Group",
     "consolidate_metadata",
@@ -31,7 +33,9 @@ __all__ = [
     "open_store",
     "ReadSummary",
     "retry",
+    "spec",
     "storage",
+    "streams",
     "telemetry",
     "WriteSummary",
 ]

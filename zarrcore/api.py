@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from zarrcore.array import Array, build_array_metadata
+from zarrcore.array import Array
 from zarrcore.errors import MetadataError
 from zarrcore.group import Group, consolidate, open_group_mode, open_node
-from zarrcore.metadata import GroupMetadata
+from zarrcore.metadata import ArrayMetadata, GroupMetadata
 from zarrcore.nodes import create_node
+from zarrcore.spec import resolve_metadata
 from zarrcore.storage.base import Store
 from zarrcore.storage.registry import open_store
 
@@ -25,9 +26,9 @@ def _store(url_or_store: str | Store, storage_options: dict[str, Any] | None) ->
 def create(
     url_or_store: str | Store,
     *,
-    shape: Any,
-    chunks: Any,
-    dtype: Any,
+    shape: Any = None,
+    chunks: Any = None,
+    dtype: Any = None,
     fill_value: Any = None,
     zarr_format: Literal[2, 3] = 3,
     codecs: Sequence[dict[str, Any]] | None = None,
@@ -39,6 +40,7 @@ def create(
     dimension_names: Sequence[str | None] | None = None,
     chunk_key_encoding: Literal["default", "v2"] | None = None,
     shards: Any = None,
+    metadata: ArrayMetadata | None = None,
     overwrite: bool = False,
     path: str = "",
     write_empty_chunks: bool = False,
@@ -56,12 +58,15 @@ def create(
     ``None`` stores uncompressed). ``chunk_key_encoding`` (v3) is ``"default"`` (``c/0/1``) or ``"v2"``
     (``0.1``); ``dimension_separator`` sets its separator.
 
-    ``shards`` (v3) stores the array as shards of that shape, each holding ``chunks``-shaped inner
-    chunks and an index (``sharding_indexed``): far fewer objects, while a small read still fetches
-    only the inner chunks it needs. The shard is then the array's unit of storage: ``Array.chunks``
-    is the shard shape and ``Array.inner_chunks`` the inner one.
+    ``shards`` (v3) stores the array as shards of that shape, each holding ``chunks``-shaped chunks
+    and an index (``sharding_indexed``): far fewer objects, while a small read still fetches only
+    the chunks it needs. ``Array.chunks`` is then the chunk shape and ``Array.shards`` the shard
+    shape, the unit of storage that chunk-level I/O addresses.
+
+    ``metadata`` (from :func:`zarrcore.spec.build_array_metadata`) creates the array it describes,
+    instead of the array arguments from ``shape`` to ``shards`` (giving both is an error).
     """
-    meta = build_array_metadata(
+    meta = resolve_metadata(metadata, dict(
         shape=shape,
         chunks=chunks,
         dtype=dtype,
@@ -76,7 +81,7 @@ def create(
         dimension_names=dimension_names,
         chunk_key_encoding=chunk_key_encoding,
         shards=shards,
-    )
+    ))  # fmt: skip
     store = _store(url_or_store, storage_options)
     written = create_node(store, path, meta, overwrite=overwrite)
     return Array(store, path, written, write_empty_chunks=write_empty_chunks)  # type: ignore[arg-type]

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from zarrcore.errors import SelectionError
 
-__all__ = ["ChunkGrid", "Projection", "normalize_selection"]
+__all__ = ["ChunkGrid", "Projection", "assigned_value", "grown_shape", "normalize_selection", "selection_shape"]
 
 Selection = tuple[int | slice, ...]
 
@@ -55,6 +57,33 @@ def normalize_selection(selection: Any, shape: tuple[int, ...]) -> Selection:
 def selection_shape(selection: Selection) -> tuple[int, ...]:
     """The shape of the result of a normalized selection (integer dimensions dropped)."""
     return tuple(len(range(s.start, s.stop, s.step)) for s in selection if isinstance(s, slice))
+
+
+def assigned_value(value: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """``value`` as an array of ``shape`` and ``dtype`` to assign to a selection (broadcast if it can be)."""
+    value = np.asarray(value)
+    if value.shape != shape:
+        try:
+            value = np.broadcast_to(value, shape)
+        except ValueError:
+            raise SelectionError(f"cannot assign data of shape {value.shape} to a selection of shape {shape}") from None
+    return value if value.dtype == dtype else value.astype(dtype)
+
+
+def grown_shape(shape: tuple[int, ...], data_shape: tuple[int, ...], axis: int) -> tuple[tuple[int, ...], int]:
+    """The shape after appending data of ``data_shape`` to an array of ``shape`` along ``axis``, and
+    that axis made non-negative."""
+    ndim = len(shape)
+    if len(data_shape) != ndim:
+        raise SelectionError(f"append: data has rank {len(data_shape)}, array has rank {ndim}")
+    axis = axis + ndim if axis < 0 else axis
+    if not 0 <= axis < ndim:
+        raise SelectionError(f"append: axis {axis} is out of range for rank {ndim}")
+    if any(data_shape[d] != shape[d] for d in range(ndim) if d != axis):
+        raise SelectionError(
+            f"append: data shape {data_shape} must match the array shape {shape} except on axis {axis}"
+        )
+    return tuple(s + data_shape[axis] if d == axis else s for d, s in enumerate(shape)), axis
 
 
 class Projection(NamedTuple):

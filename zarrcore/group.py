@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from zarrcore.array import Array, build_array_metadata
+from zarrcore.array import Array
 from zarrcore.attributes import Attributes
 from zarrcore.errors import NotFound
 from zarrcore.metadata import ZARR_JSON, ZARRAY, ZATTRS, ZGROUP, ZMETADATA, ArrayMetadata, GroupMetadata, json_dumps
 from zarrcore.nodes import Node, create_node, describe_location, node_from_documents, read_node, write_node
+from zarrcore.spec import resolve_metadata
 from zarrcore.storage.base import Store, join_key, validate_key
 
 __all__ = ["Group", "open_node", "consolidate"]
@@ -45,7 +46,7 @@ class Group(Node):
         return f"<zarrcore.Group {self.url}>"
 
     def _save_attributes(self, attrs: dict[str, Any]) -> None:
-        self._check_writable()
+        self.check_writable()
         meta = GroupMetadata(self._meta.zarr_format, attrs, self._meta.consolidated)
         write_node(self.store, self.path, meta)
         self._meta = meta
@@ -63,12 +64,16 @@ class Group(Node):
             group = group.require_group(part)
         return group, leaf
 
-    def create_array(self, name: str, *, overwrite: bool = False, **kwargs: Any) -> Array:
-        """Create a child array (same arguments as :func:`zarrcore.create`; the format is the group's).
-        A nested ``name`` (``"a/b/x"``) creates the missing groups on the way."""
-        self._check_writable()
-        kwargs.setdefault("zarr_format", self.zarr_format)
-        meta = build_array_metadata(**kwargs)
+    def create_array(
+        self, name: str, *, overwrite: bool = False, metadata: ArrayMetadata | None = None, **kwargs: Any
+    ) -> Array:
+        """Create a child array (same arguments as :func:`zarrcore.create`, or its ``metadata``; the
+        format is the group's unless given). A nested ``name`` (``"a/b/x"``) creates the missing
+        groups on the way."""
+        self.check_writable()
+        if metadata is None:
+            kwargs.setdefault("zarr_format", self.zarr_format)
+        meta = resolve_metadata(metadata, kwargs)
         parent, leaf = self._parent_of(name)
         path = parent._child_path(leaf)
         meta = create_node(self.store, path, meta, overwrite=overwrite)  # type: ignore[assignment]
@@ -76,7 +81,7 @@ class Group(Node):
 
     def create_group(self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False) -> Group:
         """Create a child group (a nested ``name`` creates the missing groups on the way)."""
-        self._check_writable()
+        self.check_writable()
         parent, leaf = self._parent_of(name)
         path = parent._child_path(leaf)
         meta = create_node(self.store, path, GroupMetadata(self.zarr_format, dict(attributes or {})),
@@ -181,7 +186,7 @@ class Group(Node):
 
     def consolidate(self) -> Group:
         """Write consolidated metadata for everything below this group; returns the reopened group."""
-        self._check_writable()
+        self.check_writable()
         return consolidate(self.store, self.path)
 
 

@@ -66,7 +66,8 @@ class Node:
     def name(self) -> str:
         return "/" + self.path
 
-    def _check_writable(self) -> None:
+    def check_writable(self) -> None:
+        """Raise :class:`~zarrcore.errors.ReadOnlyError` if the node was opened read-only."""
         if self.read_only:
             raise ReadOnlyError(f"{self.kind} {self.url} is opened read-only; open it with mode='r+' to write")
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zarrcore import telemetry
-from zarrcore.streaming import current_stream_id
 
 __all__ = ["Instrumentation", "instrument", "uninstrument"]
 
@@ -79,7 +78,7 @@ class Instrumentation:
         stack = self._stack()
         if phase == "start":
             parent = None
-            stream_id = current_stream_id()
+            stream_id = metadata.get("stream_id")  # set by telemetry for a stream's chunks
             if stream_id is not None:
                 with self._lock:
                     stream_span = self._streams.get(stream_id)

@@ -6,7 +6,8 @@ Events emitted by zarrcore:
 * ``("zarrcore", "chunk", "read" | "write", "start" | "stop" | "exception")`` — every chunk read or
   written through any API. Measurements: ``duration`` (s, on stop/exception), ``encoded_bytes`` and
   ``decoded_bytes`` (on stop). Metadata: ``array`` (URL), ``store``, ``index``, ``key``; ``error`` on
-  exception; ``stored`` on write stop (``False`` when an all-fill chunk was deleted instead).
+  exception; ``stored`` on write stop (``False`` when an all-fill chunk was deleted instead);
+  ``stream_id`` when the chunk is read or written by a stream's worker.
 * ``("zarrcore", "stream", "start" | "stop")`` — a ``stream_chunks``/``write_stream`` call. Metadata:
   ``array``, ``store``, ``op`` (``"read"``/``"write"``), ``stream_id``; ``concurrency`` on start;
   ``error`` on stop if the stream raised. Stop measurements: ``chunks``, ``skipped``, ``failed``,
@@ -28,7 +29,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Event", "Handler", "attach", "detach", "emit", "enabled", "span", "handlers"]
+__all__ = [
+    "Event", "Handler", "attach", "bind_stream", "current_stream_id", "detach", "emit", "enabled", "handlers",
+    "span",
+]  # fmt: skip
 
 Event = tuple[str, ...]
 Handler = Callable[[Event, dict[str, Any], dict[str, Any]], None]
@@ -38,6 +42,18 @@ _lock = threading.Lock()
 _ids = itertools.count(1)
 _handlers: dict[int, tuple[Event, Handler]] = {}
 _active = False
+_context = threading.local()
+
+
+def bind_stream(stream_id: int | None) -> None:
+    """Mark the calling thread as working for the stream ``stream_id`` (``None``: for none); the
+    chunk events it emits then carry ``stream_id``."""
+    _context.stream_id = stream_id
+
+
+def current_stream_id() -> int | None:
+    """The id of the stream whose chunk this thread is working on (``None`` outside streams)."""
+    return getattr(_context, "stream_id", None)
 
 
 def attach(event: Event | list[str], handler: Handler) -> int:
@@ -97,6 +113,9 @@ def span(prefix: Event, metadata: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if not _active:
         yield {}
         return
+    stream_id = current_stream_id()
+    if stream_id is not None:
+        metadata = {**metadata, "stream_id": stream_id}
     t0 = time.perf_counter()
     emit((*prefix, "start"), {"system_time": time.time()}, metadata)
     measurements: dict[str, Any] = {}

@@ -3,17 +3,15 @@
 A shard holds the encoded inner chunks one after another and an index of ``(offset, nbytes)`` pairs,
 one per inner chunk in C order (``2**64 - 1`` twice for a chunk that is not stored), encoded by its own
 fixed-size codecs (``bytes`` and usually ``crc32c``) at the start or the end of the object. In zarrcore
-a shard is the unit of storage, so it is what the chunk grid, chunk keys and chunk streams count;
-:meth:`ShardingCodec.ranges_for` and :meth:`ShardingCodec.place` let a reader fetch only the index and
-the inner chunks it needs.
+a shard is the unit of storage, so it is what chunk keys, chunk-level I/O and chunk streams address;
+:meth:`ShardingCodec.parts_in` says which byte ranges hold the inner chunks a reader needs, and
+:meth:`ShardingCodec.place` decodes them (:mod:`zarrcore.shards` does the reading).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
@@ -25,17 +23,12 @@ from zarrcore.metadata.model import ArrayMetadata
 from zarrcore.storage.base import RangeRequest, SuffixRequest
 
 __all__ = [
-    "COALESCE_GAP", "COALESCE_MAX", "EMPTY", "ByteRun", "IndexCache", "ShardingCodec", "box_selection",
-    "default_index_codecs", "selection_box", "sharding_codecs",
+    "EMPTY", "InnerPart", "ShardingCodec", "box_selection", "default_index_codecs", "selection_box",
+    "sharding_codecs",
 ]  # fmt: skip
 
 #: The index value of an inner chunk that is not stored (both offset and length).
 EMPTY = np.uint64(2**64 - 1)
-#: Inner chunks at most this many bytes apart in a shard are fetched with one range request (on object
-#: stores another request costs more than reading a few hundred KiB more; zarr-python's default too)...
-COALESCE_GAP = 1 << 20
-#: ... as long as that request stays within this many bytes.
-COALESCE_MAX = 16 << 20
 _INDEX_CODECS = {"bytes", "crc32c", "transpose"}  # the fixed-size codecs an index may use
 
 
@@ -207,32 +200,28 @@ class ShardingCodec:
         """How many inner chunks a box of the shard overlaps."""
         return math.prod(-(-b.stop // c) - b.start // c for b, c in zip(box, self.inner_shape, strict=True))
 
-    def ranges_for(self, box: tuple[slice, ...], index: np.ndarray) -> list[ByteRun]:
-        """The byte ranges of the stored shard that hold the inner chunks ``box`` overlaps: one
-        :class:`ByteRun` per group of chunks at most :data:`COALESCE_GAP` bytes apart."""
-        parts = sorted(
-            (int(index[n, 0]), int(index[n, 1]), region)
+    def parts_in(self, box: tuple[slice, ...], index: np.ndarray) -> list[InnerPart]:
+        """Where the stored inner chunks that ``box`` overlaps sit in the shard, as the decoded
+        ``index`` says (inner chunks not stored have no part: they read as the fill value)."""
+        return [
+            InnerPart(int(index[n, 0]), int(index[n, 0]) + int(index[n, 1]), region)
             for n, region in self.inner_chunks_in(box)
             if index[n, 0] != EMPTY
-        )
-        return list(_coalesced(parts))
+        ]
 
     def empty_box(self, box: tuple[slice, ...]) -> np.ndarray:
         """An array of ``box``'s shape holding the fill value, for :meth:`place` to fill in."""
         return np.full(tuple(b.stop - b.start for b in box), self.fill, dtype=self.dtype)
 
-    def place(self, out: np.ndarray, box: tuple[slice, ...], run: ByteRun, data: bytes | memoryview) -> None:
-        """Decode the inner chunks of ``run`` from its bytes ``data`` into ``out`` (``box``'s values);
-        runs cover disjoint inner chunks, so threads may place different runs at once."""
-        view = memoryview(data).cast("B")
-        if len(view) != run.stop - run.start:
+    def place(self, out: np.ndarray, box: tuple[slice, ...], part: InnerPart, data: bytes | memoryview) -> None:
+        """Decode the inner chunk at ``part`` from its bytes ``data`` into ``out`` (``box``'s values)."""
+        if memoryview(data).nbytes != part.stop - part.start:
             raise CodecError(
-                f"bytes {run.start}-{run.stop} of the shard: got {len(view)}, the shard is shorter than its index says"
+                f"bytes {part.start}-{part.stop} of the shard: got {memoryview(data).nbytes}, the shard is "
+                f"shorter than its index says"
             )
-        for offset, size, region in run.members:
-            chunk = self.decode_inner(view[offset - run.start : offset - run.start + size])
-            into, source = _overlap(region, box)
-            out[into] = chunk[source]
+        into, source = _overlap(part.region, box)
+        out[into] = self.decode_inner(data)[source]
 
     def update(
         self, old: bytes | memoryview | None, selection: tuple[int | slice, ...], values: Any, *, keep_empty: bool
@@ -280,51 +269,12 @@ def _overlap(region: tuple[slice, ...], box: tuple[slice, ...]) -> tuple[tuple[s
     return into, source
 
 
-class IndexCache:
-    """Decoded shard indexes by shard key, each with the version of the shard it was read from, so a
-    later partial read of that shard needs only its ranges (pinned to that version: a replaced shard
-    is refused, not misread). Least recently used entries go first beyond ``max_bytes``."""
-
-    def __init__(self, max_bytes: int = 32 << 20) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> tuple[str, np.ndarray] | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-            return entry
-
-    def put(self, key: str, version: str, index: np.ndarray) -> None:
-        with self._lock:
-            self._drop(key)
-            self._entries[key] = (version, index)
-            self._bytes += index.nbytes
-            while self._bytes > self.max_bytes and self._entries:
-                self._drop(next(iter(self._entries)))
-
-    def drop(self, key: str) -> None:
-        with self._lock:
-            self._drop(key)
-
-    def _drop(self, key: str) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._bytes -= entry[1].nbytes
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-class ByteRun(NamedTuple):
-    """A byte range of a stored shard and the inner chunks in it: ``(offset, nbytes, region)`` each."""
+class InnerPart(NamedTuple):
+    """An inner chunk in a stored shard: its bytes ``[start, stop)`` and its region in the shard."""
 
     start: int
     stop: int
-    members: list[tuple[int, int, tuple[slice, ...]]]
+    region: tuple[slice, ...]
 
 
 def selection_box(selection: tuple[int | slice, ...]) -> tuple[slice, ...]:
@@ -338,21 +288,3 @@ def box_selection(selection: tuple[int | slice, ...], box: tuple[slice, ...]) ->
         s - b.start if isinstance(s, int) else slice(s.start - b.start, s.stop - b.start, s.step)
         for s, b in zip(selection, box, strict=True)
     )
-
-
-def _coalesced(parts: list[tuple[int, int, tuple[slice, ...]]]) -> Iterator[ByteRun]:
-    """Sorted ``(offset, nbytes, region)`` parts grouped into runs: parts at most
-    :data:`COALESCE_GAP` bytes apart share one, up to :data:`COALESCE_MAX` bytes a run."""
-    group: list[tuple[int, int, tuple[slice, ...]]] = []
-    start = stop = 0
-    for part in parts:
-        offset, size, _ = part
-        if group and (offset - stop > COALESCE_GAP or offset + size - start > COALESCE_MAX):
-            yield ByteRun(start, stop, group)
-            group = []
-        if not group:
-            start, stop = offset, offset
-        group.append(part)
-        stop = max(stop, offset + size)
-    if group:
-        yield ByteRun(start, stop, group)

@@ -109,6 +109,8 @@ class ArrayMetadata:
     ``dtype`` is native-endian for v3 (the ``bytes`` codec sets the stored order) and carries the
     stored byte order for v2. ``fill_value`` is a numpy scalar, or ``None`` for a v2 ``null``.
     ``codecs`` holds the v3 codec list; ``compressor`` and ``filters`` the v2 numcodecs configs.
+    ``chunks`` is the chunk grid's chunk shape as the spec has it: for a sharded array the shard shape
+    (the inner chunk shape is in the ``sharding_indexed`` codec; ``Array.chunks`` gives it).
     """
 
     zarr_format: Literal[2, 3]
@@ -149,8 +151,10 @@ class ArrayMetadata:
         return dataclasses.replace(self, **changes)
 
     # -- keys -------------------------------------------------------------------------------------
-    def chunk_key(self, index: tuple[int, ...]) -> str:
-        """The store key of a chunk, relative to the array's path."""
+    def encode_chunk_key(self, index: tuple[int, ...]) -> str:
+        """The key of the stored object at ``index`` of the chunk grid (a shard when sharded),
+        relative to the array's path, as the chunk key encoding says (zarr-python's name);
+        ``Array.chunk_key`` is the full store key."""
         if self.key_encoding == "default":
             return "c" + "".join(f"{self.separator}{i}" for i in index) if index else "c"
         return self.separator.join(map(str, index)) if index else "0"

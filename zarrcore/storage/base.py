@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -182,3 +182,14 @@ class Store(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+    def get_ranges(
+        self, key: str, ranges: Sequence[RangeRequest], *, version: str | None = None
+    ) -> list[bytes | memoryview]:
+        """The bytes of each of ``ranges`` of one object, in the order asked. Ranges close together
+        share one request (the rule is :func:`zarrcore.storage.ranges.coalesce`), the requests in
+        flight together; given ``version``, each is read only from that version of the object (see
+        :meth:`get_versioned`). Raises ``NotFound`` or ``PreconditionFailed`` as ``get_versioned`` does."""
+        from zarrcore.storage.ranges import read_ranges  # ranges builds on this module
+
+        return read_ranges(self, key, ranges, version=version)
