@@ -168,7 +168,7 @@ def test_zero_dim_and_empty_arrays() -> None:
     empty = make(shape=(0, 4), chunks=(2, 2))
     assert empty[...].shape == (0, 4) and empty.nchunks == 0
     empty[...] = np.zeros((0, 4))
-    assert empty.nchunks_stored() == 0
+    assert empty.nshards_initialized == 0
 
 
 # -- chunk-level I/O ---------------------------------------------------------------------------------
@@ -238,11 +238,11 @@ def test_chunk_indices_and_counts() -> None:
     assert a.grid_shape == (3, 3, 3)
     assert a.nchunks == 27
     assert list(a.chunk_indices()) == list(itertools.product(range(3), range(3), range(3)))
-    assert a.nchunks_stored() == 0
+    assert a.nshards_initialized == 0
     a[:4, :1, :1] = 1
-    assert a.nchunks_stored() == 2
+    assert a.nshards_initialized == 2
     a.attrs["x"] = 1  # metadata documents are not chunks
-    assert a.nchunks_stored() == 2
+    assert a.nshards_initialized == 2
 
 
 # -- empty (fill-valued) chunks -----------------------------------------------------------------------
@@ -261,7 +261,7 @@ def test_fill_valued_chunks_are_not_stored(fmt: int, dtype: str, fill: Any) -> N
     filled = np.full((2, 2), a.metadata.fill, dtype=a.dtype)
     assert a.write_chunk((0, 0), filled) is False
     a[2:, :] = a.metadata.fill
-    assert a.nchunks_stored() == 0
+    assert a.nshards_initialized == 0
 
     other = np.zeros((2, 2), dtype=dtype) if dtype != "bool" else np.zeros((2, 2), dtype=bool)
     a[:2, :2] = other
@@ -280,7 +280,7 @@ def test_complex_nan_fill_keeps_chunks_that_differ_in_the_other_part() -> None:
 def test_write_empty_chunks_stores_them() -> None:
     a = zarrcore.create(MemoryStore(), shape=(4,), chunks=(2,), dtype="u1", write_empty_chunks=True)
     a[...] = 0
-    assert a.nchunks_stored() == 2
+    assert a.nshards_initialized == 2
 
 
 # -- resize and append --------------------------------------------------------------------------------
@@ -324,14 +324,14 @@ def test_random_resizes_match_a_numpy_model() -> None:
             ref = grown
             np.testing.assert_array_equal(zarrcore.open_array(store)[...], ref)
             assert stored_chunks(a) == {i for i in a.chunk_indices() if store.exists(a.chunk_key(i))}
-            assert a.nchunks_stored() == len(stored_chunks(a))
+            assert a.nshards_initialized == len(stored_chunks(a))
 
 
 def test_resize_to_zero_and_back() -> None:
     a = make(shape=(5,), chunks=(2,))
     a[...] = np.arange(1, 6)
     a.resize(0)
-    assert a.nchunks_stored() == 0
+    assert a.nshards_initialized == 0
     a.resize(5)
     np.testing.assert_array_equal(a[...], np.zeros(5))
 

@@ -55,14 +55,14 @@ def test_shards_hold_inner_chunks_and_read_back(tmp_path: Path) -> None:
     data = sample((100, 90))
     a = zarrcore.create(tmp_path / "a.zarr", shape=data.shape, chunks=(10, 15), shards=(40, 30), dtype="float32",
                         fill_value=0)  # fmt: skip
-    assert a.chunks == (40, 30) and a.inner_chunks == (10, 15) and a.grid_shape == (3, 3)
-    assert repr(a).endswith("chunks=(40, 30) inner_chunks=(10, 15)>") and "Inner chunk shape    : (10, 15)" in a.info
+    assert a.shards == (40, 30) and a.chunks == (10, 15) and a.grid_shape == (3, 3)
+    assert repr(a).endswith("chunks=(10, 15) shards=(40, 30)>") and "Shard shape          : (40, 30)" in a.info
     a[...] = data
     np.testing.assert_array_equal(a[...], data)
     # The first shard row holds only zeros except its last 7 rows: its upper inner chunks are not stored.
     index = stored_index(a, (0, 0))
     assert [bool(row[0] == EMPTY) for row in index[::2]] == [True, True, True, False]
-    assert a.nchunks_stored() == 9  # one object per shard
+    assert a.nshards_initialized == 9  # one object per shard
     codec = a.metadata.codecs[0]
     assert codec["name"] == "sharding_indexed" and codec["configuration"]["chunk_shape"] == [10, 15]
     z = zarr.open_array(str(tmp_path / "a.zarr"), mode="r")
@@ -74,11 +74,11 @@ def test_a_shard_of_only_the_fill_value_is_not_stored(tmp_path: Path) -> None:
     a = zarrcore.create(tmp_path, shape=(20, 20), chunks=(5, 5), shards=(10, 10), dtype="int16", fill_value=-1)
     a[...] = -1
     a[12, 3] = 7
-    assert a.nchunks_stored() == 1
+    assert a.nshards_initialized == 1
     index = stored_index(a, (1, 0))
     assert (index[:, 0] != EMPTY).sum() == 1  # the one inner chunk holding the 7
     a[12, 3] = -1
-    assert a.nchunks_stored() == 0
+    assert a.nshards_initialized == 0
     assert (a[...] == -1).all()
 
 
@@ -119,7 +119,7 @@ def test_we_read_what_zarr_python_writes(tmp_path: Path, location: str, order: s
                           serializer=codec, compressors=None)  # fmt: skip
     z[...] = data
     a = zarrcore.open_array(tmp_path)
-    assert a.chunks == (32, 25) and a.inner_chunks == (8, 5)
+    assert a.shards == (32, 25) and a.chunks == (8, 5)
     np.testing.assert_array_equal(a[...], data)
     rng = np.random.default_rng(1)
     for _ in range(100):  # whole shards, parts of shards, strides and single elements
@@ -162,7 +162,7 @@ def test_f_order_and_a_group_child_and_streams(tmp_path: Path) -> None:
     g = zarrcore.create_group(tmp_path / "g.zarr")
     a = g.create_array("x", shape=data.shape, chunks=(6, 6), shards=(12, 18), dtype="uint16", order="F")
     summary = a.write_stream(((i, data[a.chunk_region(i)]) for i in a.chunk_indices()), concurrency=2)
-    assert summary.written == a.nchunks == 4
+    assert summary.written == a.nshards == 4
     out = np.zeros_like(data)
     for index, chunk in a.stream_chunks(concurrency=2):
         out[a.chunk_region(index)] = chunk
@@ -213,7 +213,7 @@ def test_random_partial_writes_match_numpy_and_zarr_python(tmp_path: Path, locat
     np.testing.assert_array_equal(a[...], mirror)
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path), mode="r")[...], mirror)
     a[...] = 0
-    assert a.nchunks_stored() == 0
+    assert a.nshards_initialized == 0
 
 
 def test_a_partial_write_re_encodes_only_the_inner_chunks_it_touches(tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ def test_a_kept_index_is_checked_against_the_shard_it_came_from(tmp_path: Path) 
     # A read with no stored inner chunk under it still asks the store (the index, afresh): a shard
     # that gained data since is never answered from an old index.
     other[...] = 0
-    assert b[7, 7] == 0 and other.nchunks_stored() == 0
+    assert b[7, 7] == 0 and other.nshards_initialized == 0
     other[7, 7] = 3
     counted.gets.clear()
     assert b[7, 7] == 3

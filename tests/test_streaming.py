@@ -297,7 +297,7 @@ def test_write_summary_counts_written_fill_and_bytes(local: LocalStore) -> None:
     summary = arr.write_stream((i, data[arr.chunk_region(i)]) for i in arr.chunk_indices())
     fill_chunks = sum(1 for i in arr.chunk_indices() if i[0] < 2)
     assert summary.skipped == fill_chunks
-    assert summary.written == arr.nchunks - fill_chunks == arr.nchunks_stored()
+    assert summary.written == arr.nchunks - fill_chunks == arr.nshards_initialized
     assert summary.bytes == sum(local.size(arr.chunk_key(i)) for i in arr.chunk_indices() if i[0] >= 2)
     assert summary.last_index == list(arr.chunk_indices())[-1]
     assert summary.failed == [] and summary.ok
@@ -351,7 +351,7 @@ def test_bad_chunk_data_is_a_typed_error_and_writes_nothing_for_it(local: LocalS
     with pytest.raises(ChunkError) as info:
         arr.write_stream([((99, 0), np.ones((8, 8), "float32"))])
     assert isinstance(info.value.cause, SelectionError)
-    assert arr.nchunks_stored() == 0
+    assert arr.nshards_initialized == 0
 
 
 def test_write_stream_on_a_read_only_array_writes_nothing(local: LocalStore) -> None:
