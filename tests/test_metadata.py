@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zarrcore.spec import build_array_metadata
 from zarrcore.errors import MetadataError, UnsupportedDtypeError
 from zarrcore.metadata import (
     ArrayMetadata,
@@ -22,6 +21,7 @@ from zarrcore.metadata import (
     parse_group_v3,
 )
 from zarrcore.metadata.dtypes import decode_fill_value, encode_fill_value, is_fill, normalize_fill_value
+from zarrcore.spec import build_array_metadata
 
 
 def roundtrip(meta: ArrayMetadata) -> ArrayMetadata:
