@@ -268,12 +268,18 @@ class Array(Node):
         if self._parts is not None:
             self._parts.forget(key)  # its version is about to change: spare a refused read
         if not telemetry.enabled():  # no span to build, as in _load
-            self.store.delete(key) if data is None else self.store.put(key, data)
+            self._store_object(key, data)
             return
         with telemetry.span(("zarrcore", "chunk", "write"), self._span_meta(idx, key)) as m:
-            self.store.delete(key) if data is None else self.store.put(key, data)
+            self._store_object(key, data)
             m.update(meta_stored=data is not None, encoded_bytes=0 if data is None else memoryview(data).nbytes,
                      decoded_bytes=self._pipeline.nbytes)  # fmt: skip
+
+    def _store_object(self, key: str, data: bytes | memoryview | None) -> None:
+        if data is None:
+            self.store.delete(key)
+        else:
+            self.store.put(key, data)
 
     # -- chunk arrays ----------------------------------------------------------------------------
     def _load(self, idx: ChunkIndex) -> np.ndarray | None:
