@@ -164,9 +164,9 @@ def info(url: str, path: str, console: Any) -> int:
         manifest = read_manifest(a.store, a.path)
         rows = [
             ("array", a.url), ("zarr format", m.zarr_format), ("shape", a.shape), ("dtype", a.dtype),
-            ("chunks", a.chunks if a.inner_chunks is None else f"{a.inner_chunks} in shards of {a.chunks}"),
+            ("chunks", a.chunks if a.shards is None else f"{a.chunks} in shards of {a.shards}"),
             ("fill value", a.fill_value), ("codecs", json.dumps(codecs)),
-            ("shards stored" if a.inner_chunks else "chunks stored", f"{len(stored)} of {a.nchunks}"),
+            ("shards stored" if a.shards else "chunks stored", f"{len(stored)} of {a.nshards}"),
             ("bytes stored", nbytes),
             ("bytes (uncompressed)", a.nbytes),
             ("manifest", f"{len(manifest.chunks)} chunks recorded" if manifest else "none (not ingested by a flow)"),

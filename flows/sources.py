@@ -347,7 +347,7 @@ class _ZarrReader(SourceReader):
             raise SourceError(f"source array {store.url!r} (path {path!r}) cannot be opened: {exc}") from None
         self.shape = self._array.shape
         self.dtype = self._array.dtype
-        self.chunks = self._array.chunks
+        self.chunks = self._array.metadata.chunks  # the stored object's shape
         self.fill_value = self._array.fill_value
         self._local = threading.local()
 

@@ -17,11 +17,11 @@ import zarrcore
 from flows.params import ArrayLayout, Execution
 from flows.sources import SourceReader
 from flows.stores import shared_store
-from zarrcore.array import build_array_metadata
 from zarrcore.errors import AlreadyExists, MetadataError, NotFound
 from zarrcore.grid import ChunkGrid
 from zarrcore.metadata import ArrayMetadata, json_loads
 from zarrcore.metadata.dtypes import needs_endian
+from zarrcore.spec import build_array_metadata
 from zarrcore.storage.base import join_key
 
 __all__ = [
@@ -75,7 +75,8 @@ def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any
     src: ArrayMetadata | None = getattr(getattr(reader, "array", None), "metadata", None)
     zarr_format = layout.zarr_format or (src.zarr_format if src else 3)
     dtype = np.dtype(layout.dtype) if layout.dtype else reader.dtype
-    src_inner = getattr(getattr(reader, "array", None), "inner_chunks", None)
+    src_array = getattr(reader, "array", None)
+    src_inner = src_array.chunks if src_array is not None and src_array.shards else None
     if layout.shards is not None and not layout.chunks and src_inner is None:
         raise MetadataError("layout.shards needs layout.chunks, the shape of the chunks inside each shard")
     if layout.shards is not None:
@@ -229,7 +230,7 @@ def create_target(url: str, path: str, args: dict[str, Any], *, overwrite: bool,
     array = zarrcore.create(store, path=path, overwrite=overwrite, **args)
     return TargetRef(
         url=store.url, path=array.path, storage_options=storage_options, shape=array.shape,
-        chunks=array.chunks, fingerprint=array.metadata.fingerprint(), incarnation=_incarnation(array),
+        chunks=array.metadata.chunks, fingerprint=array.metadata.fingerprint(), incarnation=_incarnation(array),
     )  # fmt: skip
 
 
@@ -243,8 +244,8 @@ def open_target(url: str, path: str, storage_options: dict[str, Any]) -> tuple[z
     except NotFound:
         incarnation = ""
     ref = TargetRef(
-        url=store.url, path=array.path, storage_options=storage_options, shape=array.shape, chunks=array.chunks,
-        fingerprint=array.metadata.fingerprint(), incarnation=incarnation,
+        url=store.url, path=array.path, storage_options=storage_options, shape=array.shape,
+        chunks=array.metadata.chunks, fingerprint=array.metadata.fingerprint(), incarnation=incarnation,
     )  # fmt: skip
     return array, ref
 

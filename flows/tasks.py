@@ -127,7 +127,7 @@ def write_chunk_batch(job: BatchJob) -> dict[str, Any]:
     records: list[list[Any]] = []
     raw = 0
     for index in job.batch.indices(array.grid_shape):
-        key = array.metadata.chunk_key(index)
+        key = array.metadata.encode_chunk_key(index)
         try:
             data = reader.read(array.chunk_region(index))
             if data.dtype != array.dtype:
@@ -173,7 +173,7 @@ def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
     mismatches: list[list[str]] = []
     nbytes = 0
     for index in job.batch.indices(array.grid_shape):
-        key = array.metadata.chunk_key(index)
+        key = array.metadata.encode_chunk_key(index)
         stored = array.read_chunk_bytes(index)
         expected = job.expected.get(key, "absent")
         nbytes += len(stored or b"")

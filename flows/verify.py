@@ -66,7 +66,7 @@ def open_checks(
         manifest = read_manifest(arr.store, arr.path)
         if manifest is None:
             raise VerificationFailed(f"{ref.identity}: no completion manifest; ingest has not finished this array")
-        check = _Checked(ref, arr.dtype.itemsize, manifest, sources.get(path), arr.metadata.chunk_key)
+        check = _Checked(ref, arr.dtype.itemsize, manifest, sources.get(path), arr.metadata.encode_chunk_key)
         if manifest.fingerprint != ref.fingerprint or manifest.incarnation != ref.incarnation:
             check.problems.append(["(metadata)", "the manifest was written for another version of this array"])
         checks.append(check)

@@ -63,7 +63,7 @@ def test_npy_lands_exactly_and_zarr_python_reads_it(tmp_path: Path, source: tupl
     manifest = read_manifest(zarrcore.open_store(str(dest)), "a/b")
     assert manifest is not None and len(manifest.chunks) == 9
     assert sum(v is None for v in manifest.chunks.values()) == 1  # the all-zero chunk is recorded as not stored
-    assert zarrcore.open(str(dest), path="a/b").nchunks_stored() == 8  # bookkeeping under .zarrcore/ not counted
+    assert zarrcore.open(str(dest), path="a/b").nshards_initialized == 8  # bookkeeping under .zarrcore/ not counted
     summary = state.result()["targets"][0]
     assert (summary["chunks_written"], summary["chunks_skipped"], summary["batches"]) == (9, 0, 3)
     progress = artifacts(run_id, "ingest-progress")
@@ -320,7 +320,7 @@ def test_ingest_into_shards_verifies_and_reruns_as_cache_hits(tmp_path: Path, so
     out = zarr.open_array(str(dest), path="a", mode="r")
     assert out.shards == (20, 45) and out.chunks == (10, 15)
     np.testing.assert_array_equal(out[:], data)
-    assert zarrcore.open_array(str(dest), path="a").nchunks_stored() == 3  # one object per shard
+    assert zarrcore.open_array(str(dest), path="a").nshards_initialized == 3  # one object per shard
     summary = state.result()["targets"][0]
     assert summary["chunks_written"] == 3  # the flow's unit of work is the shard
     assert run_flow(verify, destination=str(dest), array="a", execution=FAST)[0].is_completed()
