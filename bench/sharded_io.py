@@ -61,7 +61,7 @@ class _Sliced:
 def zarrcore_store(where: str, concurrency: int) -> Any:
     """zarrcore's store for ``where``: an ``http://`` S3 endpoint, else a local folder."""
     from zarrcore.storage import LocalStore
-    from zarrcore.storage.s3 import S3Store
+    from zarrcore.storage.cloud.s3 import S3Store
 
     if not where.startswith("http"):
         return LocalStore(where)

@@ -31,9 +31,9 @@ from zarrcore.errors import (
 )
 from zarrcore.retry import NO_RETRY, RetryPolicy
 from zarrcore.storage import open_store
-from zarrcore.storage.azure import AzureBlobStore
-from zarrcore.storage.gcs import GCSStore
-from zarrcore.storage.s3 import S3Store
+from zarrcore.storage.cloud.azure import AzureBlobStore
+from zarrcore.storage.cloud.gcs import GCSStore
+from zarrcore.storage.cloud.s3 import S3Store
 
 # ------------------------------------------------------------------------------ URLs and options
 
@@ -291,7 +291,7 @@ def test_missing_sdks_give_an_install_hint() -> None:
                 print("HINT", exc)
         del sys.modules["azure.storage.blob"]  # the SDK is back, but not azure-identity
         sys.modules["azure.identity"] = None
-        from zarrcore.storage.azure import AzureBlobStore
+        from zarrcore.storage.cloud.azure import AzureBlobStore
         try:
             AzureBlobStore("c", account_name="acct")
         except ImportError as exc:

@@ -19,11 +19,11 @@ _lock = threading.Lock()
 _factories: dict[str, StoreFactory | str] = {
     "memory": "zarrcore.storage.memory:MemoryStore.from_url",
     "file": "zarrcore.storage.local:LocalStore.from_url",
-    "s3": "zarrcore.storage.s3:S3Store.from_url",
-    "gs": "zarrcore.storage.gcs:GCSStore.from_url",
-    "gcs": "zarrcore.storage.gcs:GCSStore.from_url",
-    "az": "zarrcore.storage.azure:AzureBlobStore.from_url",
-    "abfs": "zarrcore.storage.azure:AzureBlobStore.from_url",
+    "s3": "zarrcore.storage.cloud.s3:S3Store.from_url",
+    "gs": "zarrcore.storage.cloud.gcs:GCSStore.from_url",
+    "gcs": "zarrcore.storage.cloud.gcs:GCSStore.from_url",
+    "az": "zarrcore.storage.cloud.azure:AzureBlobStore.from_url",
+    "abfs": "zarrcore.storage.cloud.azure:AzureBlobStore.from_url",
 }
 
 

@@ -16,19 +16,10 @@ from typing import Any, Literal
 
 from zarrcore.errors import AccessDenied, StoreError, TransientStoreError
 from zarrcore.retry import RetryPolicy
-from zarrcore.storage._cloud import (
-    Classified,
-    CloudStore,
-    Page,
-    classify_status,
-    http_range,
-    missing_sdk,
-    parse_url,
-    register_secret,
-    safe_endpoint,
-    short,
-)
 from zarrcore.storage.base import ByteRange
+from zarrcore.storage.cloud.base import Classified, CloudStore, Page, missing_sdk, parse_url, short
+from zarrcore.storage.cloud.http import classify_status, http_range
+from zarrcore.storage.cloud.redact import register_secret, safe_endpoint
 
 try:
     import boto3

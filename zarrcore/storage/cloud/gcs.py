@@ -18,18 +18,10 @@ from typing import Any
 
 from zarrcore.errors import AccessDenied, StoreError, TransientStoreError
 from zarrcore.retry import RetryPolicy
-from zarrcore.storage._cloud import (
-    Classified,
-    CloudStore,
-    Page,
-    classify_status,
-    missing_sdk,
-    parse_url,
-    register_secret,
-    safe_endpoint,
-    short,
-)
 from zarrcore.storage.base import ByteRange, OffsetRequest, RangeRequest, SuffixRequest
+from zarrcore.storage.cloud.base import Classified, CloudStore, Page, missing_sdk, parse_url, short
+from zarrcore.storage.cloud.http import classify_status
+from zarrcore.storage.cloud.redact import register_secret, safe_endpoint
 
 try:
     import google.auth
