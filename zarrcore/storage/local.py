@@ -9,9 +9,16 @@ import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from zarrcore.errors import AccessDenied, AlreadyExists, NotFound, PreconditionFailed, ReadOnlyError, StoreError
+from zarrcore.errors import (
+    AccessDenied,
+    AlreadyExists,
+    InvalidURL,
+    NotFound,
+    PreconditionFailed,
+    ReadOnlyError,
+    StoreError,
+)
 from zarrcore.storage.base import (
     ByteRange,
     OffsetRequest,
@@ -22,6 +29,7 @@ from zarrcore.storage.base import (
     range_bounds,
     validate_key,
 )
+from zarrcore.storage.urls import parse_url
 
 __all__ = ["LocalStore"]
 
@@ -95,12 +103,10 @@ class LocalStore(Store):
     @classmethod
     def from_url(cls, url: str, **options: object) -> LocalStore:
         """``file:///abs/path``, ``file://relative`` or a plain path."""
-        if url.startswith("file://"):
-            parsed = urlparse(url)
-            path = unquote((parsed.netloc or "") + parsed.path)
-        else:
-            path = url
-        return cls(path, **options)  # type: ignore[arg-type]
+        parsed = parse_url(url)
+        if parsed.scheme != "file":
+            raise InvalidURL(f"expected a file:// URL or a path, not a {parsed.scheme}:// URL", part="scheme")
+        return cls(parsed.path, **options)  # type: ignore[arg-type]
 
     @property
     def url(self) -> str:

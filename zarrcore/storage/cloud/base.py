@@ -12,16 +12,24 @@ from __future__ import annotations
 import abc
 import functools
 from collections.abc import Callable, Iterator
-from typing import ClassVar, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, Self, TypeVar
 
 from zarrcore import retry as _retry
-from zarrcore.errors import AlreadyExists, InvalidKey, NotFound, PreconditionFailed, ReadOnlyError, StoreError
+from zarrcore.errors import (
+    AlreadyExists,
+    InvalidKey,
+    InvalidURL,
+    NotFound,
+    PreconditionFailed,
+    ReadOnlyError,
+    StoreError,
+)
 from zarrcore.storage.base import ByteRange, OffsetRequest, PutMode, RangeRequest, Store, SuffixRequest, validate_key
 from zarrcore.storage.cloud.http import certificate_refused
 from zarrcore.storage.cloud.redact import protect_logs, redact
+from zarrcore.storage.urls import ParsedURL, parse_url
 
-__all__ = ["Classified", "CloudStore", "Page", "missing_sdk", "parse_url", "short"]
+__all__ = ["Classified", "CloudStore", "Page", "missing_sdk", "short"]
 
 T = TypeVar("T")
 
@@ -34,24 +42,6 @@ Page = tuple[list[str], list[str], str | None]
 def missing_sdk(package: str, extra: str) -> ImportError:
     """The error raised when a backend's SDK is not installed."""
     return ImportError(f"{package} is not installed; install it with: pip install 'zarrcore[{extra}]'", name=package)
-
-
-def parse_url(url: str, schemes: tuple[str, ...], *, host: bool = False) -> tuple[str, str, str | None]:
-    """Split ``scheme://bucket/prefix`` into ``(bucket, prefix, host)``.
-
-    With ``host=True`` the Azure form ``scheme://container@host/prefix`` is accepted and ``host``
-    returned; otherwise an ``@`` is refused. URLs with credentials, a query or a fragment are refused
-    without echoing them, since those parts carry secrets.
-    """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in schemes:
-        raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
-    bucket, at, netloc_host = parts.netloc.partition("@")
-    if parts.query or parts.fragment or ":" in bucket or (at and not host):
-        raise ValueError("store URLs must not carry credentials, a query or a fragment; pass them as options")
-    if not bucket:
-        raise ValueError(f"no bucket or container in store URL {url!r}")
-    return bucket, parts.path.strip("/"), netloc_host or None
 
 
 def short(text: object, limit: int = 200) -> str:
@@ -82,6 +72,8 @@ class CloudStore(Store):
     """Base of the object-store backends: a bucket, a prefix inside it, and one retry policy."""
 
     scheme: ClassVar[str]
+    #: Every URL scheme the backend reads (``scheme`` first, the one its :attr:`url` uses).
+    schemes: ClassVar[tuple[str, ...]]
     #: Logger name prefixes of the SDK and its HTTP stack, redacted by :func:`protect_logs`.
     log_prefixes: ClassVar[tuple[str, ...]] = ("urllib3",)
     #: How to make a server with a private CA trusted; told when its TLS certificate fails the check.
@@ -112,6 +104,21 @@ class CloudStore(Store):
         self.read_only = read_only
         self.list_page_size = list_page_size
         self._root = f"{prefix}/" if prefix else ""
+
+    @classmethod
+    def parse(cls, url: str) -> ParsedURL:
+        """``url`` taken apart by the one URL parser, checked to be one of this backend's schemes."""
+        parsed = parse_url(url)
+        if parsed.scheme not in cls.schemes:
+            expected = " or ".join(f"{scheme}://" for scheme in cls.schemes)
+            raise InvalidURL(f"expected a URL starting with {expected}", part="scheme")
+        return parsed
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``scheme://bucket/prefix`` with constructor keywords as options."""
+        parsed = cls.parse(url)
+        return cls(parsed.bucket, parsed.path, **options)
 
     # -- hooks ---------------------------------------------------------------------------------
 
