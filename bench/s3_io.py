@@ -163,7 +163,7 @@ class Zarrcore:
 
     def __init__(self, a: dict[str, Any], data: np.ndarray) -> None:
         import zarrcore
-        from zarrcore._pool import set_io_concurrency
+        from zarrcore.pool import set_io_concurrency
         from zarrcore.storage.cloud.s3 import S3Store
 
         set_io_concurrency(a["concurrency"])

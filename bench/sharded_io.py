@@ -72,7 +72,7 @@ def zarrcore_store(where: str, concurrency: int) -> Any:
 class Zarrcore(_Sliced):
     def __init__(self, where: str, concurrency: int) -> None:
         import zarrcore
-        from zarrcore._pool import set_io_concurrency
+        from zarrcore.pool import set_io_concurrency
 
         set_io_concurrency(concurrency)
         self.array = zarrcore.open_array(zarrcore_store(where, concurrency), mode="r+")

@@ -95,6 +95,7 @@ class LocalStore(Store):
         self._root_slash = self._root.rstrip("/") + "/"
         self.fsync = fsync
         self.read_only = read_only
+        self.io_kind = "latency" if fsync else "cpu"  # a flush waits on the disk; a page-cache write does not
         #: Whether puts write an unnamed file (O_TMPFILE) and link it, rather than a named temporary.
         self._unnamed = UNNAMED_FILES
         #: How many bytes a whole-object get reads first: the largest object read so far, plus one.

@@ -19,6 +19,8 @@ _NAMED_LOCK = threading.Lock()
 class MemoryStore(Store):
     """Objects kept in a dict; useful for tests and scratch arrays."""
 
+    io_kind = "cpu"
+
     def __init__(self, name: str | None = None, *, read_only: bool = False) -> None:
         self._name = name or f"{id(self):x}"
         self.read_only = read_only
