@@ -96,5 +96,5 @@ def open_store(url: str | Store, **options: Any) -> Store:
         return url
     url = str(url)
     factory = resolve(url_scheme(url))
-    parse_url(url)  # one rule for every scheme: no credentials, query or fragment where they could leak
+    parse_url(url)  # the one rule for every scheme (credentials in a URL are refused, never echoed)
     return factory(url, **options)
