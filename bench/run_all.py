@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         saved[key] = [asdict(r) for r in rows]
 
     if "s3" not in skip:
-        if importlib.util.find_spec("zarrcore.storage.s3") is None:
-            print("case 3 (S3) skipped: zarrcore.storage.s3 is not there yet\n")
+        if importlib.util.find_spec("zarrcore.storage.cloud.s3") is None:
+            print("case 3 (S3) skipped: zarrcore.storage.cloud.s3 is not there yet\n")
         else:
             rows, title = s3_io.run(chunk_kib=4096, size_mib=size, codecs=["zstd"], contenders=s3_io.ORDER,
                                     repeat=short, concurrency=16, quiet_wait=quiet)  # fmt: skip

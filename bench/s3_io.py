@@ -163,8 +163,8 @@ class Zarrcore:
 
     def __init__(self, a: dict[str, Any], data: np.ndarray) -> None:
         import zarrcore
-        from zarrcore._pool import set_io_concurrency
-        from zarrcore.storage.s3 import S3Store
+        from zarrcore.pool import set_io_concurrency
+        from zarrcore.storage.cloud.s3 import S3Store
 
         set_io_concurrency(a["concurrency"])
         store = S3Store(a["bucket"], "a.zarr", endpoint_url=a["endpoint"], region=REGION, access_key_id=KEY,

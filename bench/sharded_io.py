@@ -61,7 +61,7 @@ class _Sliced:
 def zarrcore_store(where: str, concurrency: int) -> Any:
     """zarrcore's store for ``where``: an ``http://`` S3 endpoint, else a local folder."""
     from zarrcore.storage import LocalStore
-    from zarrcore.storage.s3 import S3Store
+    from zarrcore.storage.cloud.s3 import S3Store
 
     if not where.startswith("http"):
         return LocalStore(where)
@@ -72,7 +72,7 @@ def zarrcore_store(where: str, concurrency: int) -> Any:
 class Zarrcore(_Sliced):
     def __init__(self, where: str, concurrency: int) -> None:
         import zarrcore
-        from zarrcore._pool import set_io_concurrency
+        from zarrcore.pool import set_io_concurrency
 
         set_io_concurrency(concurrency)
         self.array = zarrcore.open_array(zarrcore_store(where, concurrency), mode="r+")

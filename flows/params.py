@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from zarrcore.errors import InvalidKey
 from zarrcore.storage.base import validate_key
-from zarrcore.storage.registry import registered_schemes
+from zarrcore.storage.registry import check_url
 
 __all__ = [
     "ArrayLayout",
@@ -33,12 +33,7 @@ def _check_url(value: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError("a store URL or path is required")
-    if "://" in value:
-        scheme = value.split("://", 1)[0].lower()
-        if len(scheme) > 1 and scheme not in registered_schemes():
-            raise ValueError(f"unknown URL scheme {scheme!r}; known: {', '.join(registered_schemes())}")
-        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
-            raise ValueError("URLs must not carry credentials; use the storage SDK's credential chain")
+    check_url(value)  # the stores' own parser: an unknown scheme, credentials, a query... are refused
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,28 @@ def test_flush_interval_saves_a_slow_trickle(tmp_path: Path) -> None:
     ckpt = zarrcore.Checkpoint(tmp_path / "job.json", flush_every=1000, flush_interval=0.0)
     ckpt.mark((5,))
     assert saved(tmp_path / "job.json") == {(5,)}
+
+
+def test_marks_become_durable_once_the_interval_has_passed(tmp_path: Path) -> None:
+    """With a positive ``flush_interval`` and no flush asked for, a second reader sees the first mark
+    once the interval has passed (while marks keep arriving), never before."""
+    interval = 0.3
+    path = tmp_path / "job.json"
+    started = time.monotonic()
+    ckpt = zarrcore.Checkpoint(path, flush_every=10**6, flush_interval=interval)
+    ckpt.mark((0,))
+    deadline = started + 30
+    seen: set[tuple[int, ...]] = set()
+    i = 1
+    while (0,) not in seen:  # poll from a second reader, with a deadline
+        now = time.monotonic()
+        assert now < deadline, "the first mark never became durable"
+        seen = zarrcore.Checkpoint(path).completed if path.exists() else set()
+        assert not seen or now - started >= interval, "saved before the interval had passed"
+        ckpt.mark((i,))  # a slow trickle of marks (this thread): each checks whether a save is due
+        i += 1
+        time.sleep(0.005)
+    assert seen <= ckpt.completed and len(seen) < i  # a save of the marks so far, not a flush per mark
 
 
 def test_saved_records_only_grow_and_are_never_torn(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import zarrcore
-from zarrcore import _pool
+from zarrcore import pool as _pool
+from zarrcore.storage.base import Store
 from zarrcore.storage.local import LocalStore
 from zarrcore.storage.memory import MemoryStore
 
@@ -21,10 +22,10 @@ from zarrcore.storage.memory import MemoryStore
 @pytest.fixture
 def cpu_threads() -> Iterator[int]:
     """Two threads for memory and local stores during the test, whatever the machine has."""
-    old_io, old_cpu = _pool.io_concurrency(), _pool.cpu_concurrency()
-    _pool.set_io_concurrency(old_io, cpu=2)
+    old = _pool.cpu_concurrency()
+    _pool.set_cpu_concurrency(2)
     yield 2
-    _pool.set_io_concurrency(old_io, cpu=old_cpu)
+    _pool.set_cpu_concurrency(old)
 
 
 def test_every_item_runs_once_on_bounded_threads(cpu_threads: int) -> None:
@@ -90,17 +91,52 @@ def test_nested_calls_from_busy_pool_threads_finish(cpu_threads: int) -> None:
     assert total == 2 * 10 * 20
 
 
-def test_each_store_kind_gets_its_pool(tmp_path: Path) -> None:
-    assert _pool.pool_for(MemoryStore()) is _pool.cpu_pool()
-    assert _pool.pool_for(LocalStore(tmp_path)) is _pool.cpu_pool()
-    assert _pool.pool_for(LocalStore(tmp_path, fsync=True)) is _pool.io_pool()
+def _pool_threads(store: Store) -> set[str]:
+    """The names of the pool threads ``run_all`` used on ``store``."""
+    names: set[str] = set()
+    lock = threading.Lock()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def work(i: int) -> None:
+        with lock:
+            names.add(threading.current_thread().name.rsplit("_", 1)[0])
+        if i < 2:
+            barrier.wait()  # two items at once: a pool thread is surely used
+
+    _pool.run_all(work, range(20), store)
+    return names - {threading.current_thread().name}
+
+
+def test_each_store_kind_gets_its_pool(tmp_path: Path, cpu_threads: int) -> None:
+    """The store says what its I/O costs (``io_kind``); slicing picks the pool from that alone."""
+    assert (MemoryStore().io_kind, LocalStore(tmp_path).io_kind) == ("cpu", "cpu")
+    assert LocalStore(tmp_path, fsync=True).io_kind == "latency"
+    assert _pool_threads(MemoryStore()) == {"zarrcore-cpu"}
+    assert _pool_threads(LocalStore(tmp_path)) == {"zarrcore-cpu"}
+    assert _pool_threads(LocalStore(tmp_path, fsync=True)) == {"zarrcore-io"}
+
+    class Waiting(MemoryStore):
+        io_kind = "latency"  # a store of any class declares its kind
+
+    assert _pool_threads(Waiting()) == {"zarrcore-io"}
+
+
+def test_each_pool_has_its_own_knob(cpu_threads: int) -> None:
+    old_io = _pool.io_concurrency()
+    _pool.set_io_concurrency(5)
+    try:
+        assert (_pool.io_concurrency(), _pool.cpu_concurrency()) == (5, cpu_threads)
+    finally:
+        _pool.set_io_concurrency(old_io)
+    _pool.set_cpu_concurrency(3)
+    assert (_pool.io_concurrency(), _pool.cpu_concurrency()) == (old_io, 3)
 
 
 def test_concurrency_settings_are_validated() -> None:
     with pytest.raises(ValueError):
         _pool.set_io_concurrency(0)
     with pytest.raises(ValueError):
-        _pool.set_io_concurrency(4, cpu=0)
+        _pool.set_cpu_concurrency(0)
 
 
 def test_slicing_a_local_array_is_exact_on_the_cpu_pool(tmp_path: Path, cpu_threads: int) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 
 from zarrcore.errors import NotFound, ZarrcoreError
 from zarrcore.storage.base import Store, validate_key
-from zarrcore.storage.local import LocalStore
 from zarrcore.storage.registry import open_store
+from zarrcore.storage.urls import parse_url
 
 __all__ = ["Checkpoint", "CheckpointError"]
 
@@ -35,16 +35,20 @@ class CheckpointError(ZarrcoreError, ValueError):
 
 def _locate(location: str | os.PathLike[str], options: dict[str, Any]) -> tuple[Store, str]:
     text = os.fspath(location)
-    if "://" in text and not text.startswith("file://"):
-        scheme, _, rest = text.partition("://")
-        root, _, name = rest.partition("/")
-        if not root or not name.strip("/"):
-            raise ValueError(f"checkpoint URL {text!r} must name an object in a bucket or store: scheme://root/key")
-        return open_store(f"{scheme}://{root}", **options), validate_key(name.strip("/"))
-    path = Path(LocalStore.from_url(text).root) if text.startswith("file://") else Path(text).expanduser().absolute()
-    if not path.name:
-        raise ValueError(f"checkpoint path {text!r} must name a file")
-    return LocalStore(path.parent, **options), path.name
+    parsed = parse_url(text)
+    if parsed.scheme == "file":
+        path = Path(parsed.path).expanduser().absolute()
+        if not path.name:
+            raise ValueError(f"checkpoint path {text!r} must name a file")
+        return open_store(str(path.parent), **options), path.name
+    if parsed.scheme == "memory":  # memory://store-name/key
+        root, _, name = parsed.path.partition("/")
+        store_url = f"memory://{root}"
+    else:
+        root, name, store_url = parsed.bucket, parsed.path, parsed.root_url
+    if not root or not name:
+        raise ValueError(f"checkpoint URL {text!r} must name an object in a bucket or store: scheme://root/key")
+    return open_store(store_url, **options), validate_key(name)
 
 
 class Checkpoint:

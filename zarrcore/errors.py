@@ -22,6 +22,7 @@ __all__ = [
     "TransientStoreError",
     "AccessDenied",
     "InvalidKey",
+    "InvalidURL",
     "ReadOnlyError",
     "ChunkError",
     "SelectionError",
@@ -90,6 +91,22 @@ class AccessDenied(StoreError):
 
 class InvalidKey(StoreError, ValueError):
     """A key that could escape the store root or is otherwise malformed."""
+
+
+class InvalidURL(ZarrcoreError, ValueError):
+    """A store URL that cannot be used; ``part`` names what is wrong (``"scheme"``, ``"credentials"``,
+    ``"query"``, ``"fragment"``, ``"bucket"`` or ``"account"``). The message never repeats a secret."""
+
+    def __init__(self, message: str, *, part: str) -> None:
+        self.part = part
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_invalid_url, (str(self), self.part))
+
+
+def _invalid_url(message: str, part: str) -> InvalidURL:
+    return InvalidURL(message, part=part)
 
 
 class ReadOnlyError(StoreError):

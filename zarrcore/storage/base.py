@@ -14,6 +14,7 @@ __all__ = [
     "RangeRequest",
     "OffsetRequest",
     "SuffixRequest",
+    "IOKind",
     "PutMode",
     "Store",
     "validate_key",
@@ -47,6 +48,8 @@ class SuffixRequest:
 
 ByteRange = RangeRequest | OffsetRequest | SuffixRequest
 PutMode = Literal["overwrite", "create"]
+#: What one chunk's I/O costs on a store: only CPU, or waiting (on a network or a disk flush).
+IOKind = Literal["cpu", "latency"]
 
 
 def validate_key(key: str) -> str:
@@ -106,6 +109,10 @@ class Store(abc.ABC):
 
     #: Whether writes are refused.
     read_only: bool = False
+    #: ``"cpu"`` where a chunk's I/O costs only CPU (memory, local disk without fsync), so slicing uses
+    #: one thread per core; ``"latency"`` where it waits on a network or a disk flush, so slicing keeps
+    #: many requests in flight (see :mod:`zarrcore.pool`).
+    io_kind: IOKind = "latency"
 
     @property
     @abc.abstractmethod

@@ -9,9 +9,16 @@ import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from zarrcore.errors import AccessDenied, AlreadyExists, NotFound, PreconditionFailed, ReadOnlyError, StoreError
+from zarrcore.errors import (
+    AccessDenied,
+    AlreadyExists,
+    InvalidURL,
+    NotFound,
+    PreconditionFailed,
+    ReadOnlyError,
+    StoreError,
+)
 from zarrcore.storage.base import (
     ByteRange,
     OffsetRequest,
@@ -22,6 +29,7 @@ from zarrcore.storage.base import (
     range_bounds,
     validate_key,
 )
+from zarrcore.storage.urls import parse_url
 
 __all__ = ["LocalStore"]
 
@@ -87,6 +95,7 @@ class LocalStore(Store):
         self._root_slash = self._root.rstrip("/") + "/"
         self.fsync = fsync
         self.read_only = read_only
+        self.io_kind = "latency" if fsync else "cpu"  # a flush waits on the disk; a page-cache write does not
         #: Whether puts write an unnamed file (O_TMPFILE) and link it, rather than a named temporary.
         self._unnamed = UNNAMED_FILES
         #: How many bytes a whole-object get reads first: the largest object read so far, plus one.
@@ -95,12 +104,10 @@ class LocalStore(Store):
     @classmethod
     def from_url(cls, url: str, **options: object) -> LocalStore:
         """``file:///abs/path``, ``file://relative`` or a plain path."""
-        if url.startswith("file://"):
-            parsed = urlparse(url)
-            path = unquote((parsed.netloc or "") + parsed.path)
-        else:
-            path = url
-        return cls(path, **options)  # type: ignore[arg-type]
+        parsed = parse_url(url)
+        if parsed.scheme != "file":
+            raise InvalidURL(f"expected a file:// URL or a path, not a {parsed.scheme}:// URL", part="scheme")
+        return cls(parsed.path, **options)  # type: ignore[arg-type]
 
     @property
     def url(self) -> str:

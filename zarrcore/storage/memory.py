@@ -6,8 +6,9 @@ import itertools
 import threading
 from collections.abc import Iterator
 
-from zarrcore.errors import AlreadyExists, NotFound, PreconditionFailed, ReadOnlyError
+from zarrcore.errors import AlreadyExists, InvalidURL, NotFound, PreconditionFailed, ReadOnlyError
 from zarrcore.storage.base import ByteRange, PutMode, Store, slice_range, validate_key
+from zarrcore.storage.urls import parse_url
 
 __all__ = ["MemoryStore"]
 
@@ -17,6 +18,8 @@ _NAMED_LOCK = threading.Lock()
 
 class MemoryStore(Store):
     """Objects kept in a dict; useful for tests and scratch arrays."""
+
+    io_kind = "cpu"
 
     def __init__(self, name: str | None = None, *, read_only: bool = False) -> None:
         self._name = name or f"{id(self):x}"
@@ -31,7 +34,10 @@ class MemoryStore(Store):
         """``memory://name`` returns the one store of that name in this process."""
         if options:
             raise TypeError(f"memory store takes no options, got {sorted(options)}")
-        name = url.split("://", 1)[1].strip("/") if "://" in url else url
+        parsed = parse_url(url)
+        if parsed.scheme != "memory" and "://" in url:
+            raise InvalidURL(f"expected a memory:// URL or a name, not a {parsed.scheme}:// URL", part="scheme")
+        name = parsed.path.strip("/")
         if not name:
             return cls()
         with _NAMED_LOCK:

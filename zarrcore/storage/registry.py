@@ -1,5 +1,5 @@
 """URL schemes to store factories. Cloud backends are registered by import path, so importing
-zarrcore never imports a cloud SDK."""
+zarrcore never imports a cloud SDK. URLs are read by the one parser, :mod:`zarrcore.storage.urls`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from zarrcore.errors import StoreError
+from zarrcore.errors import InvalidURL, StoreError
 from zarrcore.storage.base import Store
+from zarrcore.storage.urls import ParsedURL, parse_url, url_scheme
 
-__all__ = ["register", "unregister", "open_store", "registered_schemes", "resolve"]
+__all__ = ["check_url", "open_store", "register", "registered_schemes", "resolve", "unregister"]
 
 StoreFactory = Callable[..., Store]
 
@@ -19,11 +20,12 @@ _lock = threading.Lock()
 _factories: dict[str, StoreFactory | str] = {
     "memory": "zarrcore.storage.memory:MemoryStore.from_url",
     "file": "zarrcore.storage.local:LocalStore.from_url",
-    "s3": "zarrcore.storage.s3:S3Store.from_url",
-    "gs": "zarrcore.storage.gcs:GCSStore.from_url",
-    "gcs": "zarrcore.storage.gcs:GCSStore.from_url",
-    "az": "zarrcore.storage.azure:AzureBlobStore.from_url",
-    "abfs": "zarrcore.storage.azure:AzureBlobStore.from_url",
+    "s3": "zarrcore.storage.cloud.s3:S3Store.from_url",
+    "gs": "zarrcore.storage.cloud.gcs:GCSStore.from_url",
+    "gcs": "zarrcore.storage.cloud.gcs:GCSStore.from_url",
+    "az": "zarrcore.storage.cloud.azure:AzureBlobStore.from_url",
+    "abfs": "zarrcore.storage.cloud.azure:AzureBlobStore.from_url",
+    "abfss": "zarrcore.storage.cloud.azure:AzureBlobStore.from_url",
 }
 
 
@@ -58,12 +60,16 @@ def registered_schemes() -> list[str]:
     return sorted(_factories)
 
 
-def _scheme(url: str) -> str:
-    if "://" not in url:
-        return "file"
-    scheme = url.split("://", 1)[0].lower()
-    # A Windows drive letter ("C:\\...") is a path, not a scheme.
-    return "file" if len(scheme) == 1 else scheme
+def check_url(url: str) -> ParsedURL:
+    """``url`` taken apart by :func:`~zarrcore.storage.urls.parse_url`, after checking that a store is
+    registered for its scheme; raises :class:`~zarrcore.errors.InvalidURL` naming the wrong part.
+    Nothing is opened: this is the check to run on a URL before any I/O."""
+    scheme = url_scheme(url)
+    with _lock:
+        known = scheme in _factories
+    if not known:
+        raise InvalidURL(f"unknown URL scheme {scheme!r}; known: {', '.join(registered_schemes())}", part="scheme")
+    return parse_url(url)
 
 
 def resolve(scheme: str) -> StoreFactory:
@@ -89,4 +95,6 @@ def open_store(url: str | Store, **options: Any) -> Store:
             raise TypeError("options cannot be applied to an already opened store")
         return url
     url = str(url)
-    return resolve(_scheme(url))(url, **options)
+    factory = resolve(url_scheme(url))
+    parse_url(url)  # the one rule for every scheme (credentials in a URL are refused, never echoed)
+    return factory(url, **options)

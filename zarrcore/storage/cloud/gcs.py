@@ -18,18 +18,10 @@ from typing import Any
 
 from zarrcore.errors import AccessDenied, StoreError, TransientStoreError
 from zarrcore.retry import RetryPolicy
-from zarrcore.storage._cloud import (
-    Classified,
-    CloudStore,
-    Page,
-    classify_status,
-    missing_sdk,
-    parse_url,
-    register_secret,
-    safe_endpoint,
-    short,
-)
 from zarrcore.storage.base import ByteRange, OffsetRequest, RangeRequest, SuffixRequest
+from zarrcore.storage.cloud.base import Classified, CloudStore, Page, missing_sdk, short
+from zarrcore.storage.cloud.http import classify_status
+from zarrcore.storage.cloud.redact import register_secret, safe_endpoint
 
 try:
     import google.auth
@@ -71,6 +63,7 @@ class GCSStore(CloudStore):
     """
 
     scheme = "gs"
+    schemes = ("gs", "gcs")
     log_prefixes = ("google", "urllib3", "requests")
 
     def __init__(
@@ -118,12 +111,6 @@ class GCSStore(CloudStore):
         self._timeout = (connect_timeout, read_timeout)
         self.endpoint_url: str = self._client.api_endpoint
         self._protect_logs()
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> GCSStore:
-        """``gs://bucket/prefix`` with constructor keywords as options."""
-        bucket, prefix, _ = parse_url(url, ("gs", "gcs"))
-        return cls(bucket, prefix, **options)
 
     def _describe(self) -> dict[str, object]:
         return {"endpoint_url": safe_endpoint(self.endpoint_url), "project": self._client.project}

@@ -1,6 +1,7 @@
 """Azure Blob Storage, through azure-storage-blob.
 
-* URLs: ``az://container/prefix`` (``abfs://`` too), or ``az://container@account.blob.core.windows.net/prefix``.
+* URLs: ``az://container/prefix`` (``abfs://``, ``abfss://`` too), or
+  ``az://container@account.blob.core.windows.net/prefix``, which names the account.
 * Credentials, first match wins: ``connection_string=`` (else ``AZURE_STORAGE_CONNECTION_STRING`` when
   no account is given); or an account (``account_url=``, ``account_name=`` or
   ``AZURE_STORAGE_ACCOUNT_NAME``) with ``anonymous=True`` (public containers), ``credential=`` (any
@@ -20,18 +21,10 @@ from urllib.parse import urlsplit
 
 from zarrcore.errors import AccessDenied, StoreError, TransientStoreError
 from zarrcore.retry import RetryPolicy
-from zarrcore.storage._cloud import (
-    Classified,
-    CloudStore,
-    Page,
-    classify_status,
-    missing_sdk,
-    parse_url,
-    register_secret,
-    safe_endpoint,
-    short,
-)
 from zarrcore.storage.base import ByteRange, OffsetRequest, RangeRequest, SuffixRequest
+from zarrcore.storage.cloud.base import Classified, CloudStore, Page, missing_sdk, short
+from zarrcore.storage.cloud.http import classify_status
+from zarrcore.storage.cloud.redact import register_secret, safe_endpoint
 
 try:
     import requests
@@ -72,6 +65,7 @@ class AzureBlobStore(CloudStore):
     """
 
     scheme = "az"
+    schemes = ("az", "abfs", "abfss")
     log_prefixes = ("azure", "urllib3", "requests")
 
     def __init__(
@@ -149,11 +143,12 @@ class AzureBlobStore(CloudStore):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AzureBlobStore:
-        """``az://container/prefix`` or ``az://container@account.blob.core.windows.net/prefix``."""
-        container, prefix, host = parse_url(url, ("az", "abfs", "abfss"), host=True)
-        if host and "account_url" not in options and "connection_string" not in options:
-            options.setdefault("account_name", host.split(".", 1)[0])
-        return cls(container, prefix, **options)
+        """``az://container/prefix``, or ``az://container@account.blob.core.windows.net/prefix`` which
+        names the account (``account_name=``; ``account_url=`` may still give another endpoint for it)."""
+        parsed = cls.parse(url)
+        if parsed.account and "connection_string" not in options:
+            options.setdefault("account_name", parsed.account)
+        return cls(parsed.bucket, parsed.path, **options)
 
     def _describe(self) -> dict[str, object]:
         return {"account": self.account_name, "endpoint_url": self.endpoint_url}

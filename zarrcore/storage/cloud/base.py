@@ -1,7 +1,7 @@
-"""What the cloud stores share: bucket URLs, key <-> object-name mapping, the one retry layer, typed
-errors and secret redaction.
+"""The base of the cloud stores: key <-> object-name mapping, the one retry layer, SDK errors turned
+into the error tree, and paginated listing.
 
-A backend subclasses :class:`CloudStore` and implements six hooks (``_get``, ``_put``, ``_delete``,
+A backend subclasses :class:`CloudStore` and implements six hooks (``_get_versioned``, ``_put``, ``_delete``,
 ``_size``, ``_list_page`` and ``_classify``). Every public operation validates the key before any
 I/O, runs the hook under :func:`zarrcore.retry.call` (the SDK's own retries are off), and turns SDK
 errors into the :mod:`zarrcore.errors` tree with a message naming the key and the store URL.
@@ -11,43 +11,25 @@ from __future__ import annotations
 
 import abc
 import functools
-import logging
-import re
-import ssl
-import threading
 from collections.abc import Callable, Iterator
-from typing import ClassVar, TypeVar
-from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+from typing import Any, ClassVar, Self, TypeVar
 
 from zarrcore import retry as _retry
 from zarrcore.errors import (
-    AccessDenied,
     AlreadyExists,
     InvalidKey,
+    InvalidURL,
     NotFound,
     PreconditionFailed,
     ReadOnlyError,
     StoreError,
-    Throttled,
-    TransientStoreError,
 )
 from zarrcore.storage.base import ByteRange, OffsetRequest, PutMode, RangeRequest, Store, SuffixRequest, validate_key
+from zarrcore.storage.cloud.http import certificate_refused
+from zarrcore.storage.cloud.redact import protect_logs, redact
+from zarrcore.storage.urls import ParsedURL, parse_url
 
-__all__ = [
-    "Classified",
-    "CloudStore",
-    "Page",
-    "certificate_refused",
-    "classify_status",
-    "http_range",
-    "short",
-    "missing_sdk",
-    "parse_url",
-    "redact",
-    "register_secret",
-    "protect_logs",
-    "safe_endpoint",
-]
+__all__ = ["Classified", "CloudStore", "Page", "missing_sdk", "short"]
 
 T = TypeVar("T")
 
@@ -62,145 +44,11 @@ def missing_sdk(package: str, extra: str) -> ImportError:
     return ImportError(f"{package} is not installed; install it with: pip install 'zarrcore[{extra}]'", name=package)
 
 
-def parse_url(url: str, schemes: tuple[str, ...], *, host: bool = False) -> tuple[str, str, str | None]:
-    """Split ``scheme://bucket/prefix`` into ``(bucket, prefix, host)``.
-
-    With ``host=True`` the Azure form ``scheme://container@host/prefix`` is accepted and ``host``
-    returned; otherwise an ``@`` is refused. URLs with credentials, a query or a fragment are refused
-    without echoing them, since those parts carry secrets.
-    """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in schemes:
-        raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
-    bucket, at, netloc_host = parts.netloc.partition("@")
-    if parts.query or parts.fragment or ":" in bucket or (at and not host):
-        raise ValueError("store URLs must not carry credentials, a query or a fragment; pass them as options")
-    if not bucket:
-        raise ValueError(f"no bucket or container in store URL {url!r}")
-    return bucket, parts.path.strip("/"), netloc_host or None
-
-
-def safe_endpoint(url: str | None) -> str | None:
-    """An endpoint URL without user info or query, fit for repr and messages."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-_THROTTLE_CODES = frozenset({"SlowDown", "ServerBusy", "TooManyRequests", "RequestLimitExceeded"})
-
-
-def classify_status(status: int, code: str = "") -> type[StoreError]:
-    """The error class for an HTTP status (and the service's error code, which refines 503)."""
-    if status == 404:
-        return NotFound
-    if status in (401, 403):
-        return AccessDenied
-    if status == 412:
-        return PreconditionFailed
-    if status == 409:
-        return AlreadyExists
-    if status == 429 or code in _THROTTLE_CODES:
-        return Throttled
-    if status in (408, 500, 502, 503, 504) or code in ("RequestTimeout", "InternalError"):
-        return TransientStoreError
-    return StoreError
-
-
-def certificate_refused(exc: BaseException) -> bool:
-    """Whether an error is a TLS certificate that failed verification (permanent), as opposed to a
-    broken handshake or connection (transient). SDKs wrap it, so the causes are searched too."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def http_range(byte_range: ByteRange) -> str:
-    """The HTTP ``Range`` header value for a non-empty byte range."""
-    if isinstance(byte_range, RangeRequest):
-        return f"bytes={byte_range.start}-{byte_range.end - 1}"
-    if isinstance(byte_range, OffsetRequest):
-        return f"bytes={byte_range.offset}-"
-    if isinstance(byte_range, SuffixRequest):
-        return f"bytes=-{byte_range.suffix}"
-    raise TypeError(f"unknown byte range {byte_range!r}")
-
-
 def short(text: object, limit: int = 200) -> str:
     """A one-line, bounded excerpt of an SDK message for our error messages."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
-
-# ------------------------------------------------------------------------------------- redaction
-
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-_MASK = "***"
-# Secret-bearing fields whatever their value: Azure account keys and SAS signatures, S3 session tokens,
-# request signatures, the access key id in SigV4 ``Credential=``, and bearer/shared-key auth headers.
-_PATTERNS = [
-    re.compile(r"(?i)(accountkey=|sharedaccesssignature=)[^;'\"\s]+"),
-    re.compile(r"(?i)((?:[?&;]|\b)sig=|signature=)[^&;'\"\s,]+"),
-    re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,&;]+"),
-    re.compile(r"(?i)(credential=)[^/\s,'\"]+"),
-    re.compile(r"(?i)(bearer\s+|sharedkey\s+[^:\s'\"]+:)[^'\"\s,]+"),
-]
-
-
-def register_secret(*values: object) -> None:
-    """Remember secret strings so that :func:`redact` masks them (also their URL-quoted forms)."""
-    with _secrets_lock:
-        for value in values:
-            if isinstance(value, str) and len(value) >= 6:
-                _secrets.update({value, quote(value, safe=""), quote_plus(value)})
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered secret and secret-bearing field masked."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, _MASK)
-    for pattern in _PATTERNS:
-        text = pattern.sub(rf"\1{_MASK}", text)
-    return text
-
-
-class _RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is the logging module's business
-            return True
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-_FILTER = _RedactingFilter()
-
-
-def protect_logs(*prefixes: str) -> None:
-    """Redact secrets in records of every existing logger named under ``prefixes`` (SDK and HTTP loggers).
-
-    Logger filters do not apply to records propagated from child loggers, so the filter goes on each
-    logger. Backends call this once their SDK is imported and a client built (which imports the rest).
-    """
-    for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        if isinstance(logger, logging.Logger) and name.startswith(prefixes) and _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
 
 
 # ------------------------------------------------------------------------------------ the store
@@ -224,6 +72,8 @@ class CloudStore(Store):
     """Base of the object-store backends: a bucket, a prefix inside it, and one retry policy."""
 
     scheme: ClassVar[str]
+    #: Every URL scheme the backend reads (``scheme`` first, the one its :attr:`url` uses).
+    schemes: ClassVar[tuple[str, ...]]
     #: Logger name prefixes of the SDK and its HTTP stack, redacted by :func:`protect_logs`.
     log_prefixes: ClassVar[tuple[str, ...]] = ("urllib3",)
     #: How to make a server with a private CA trusted; told when its TLS certificate fails the check.
@@ -254,6 +104,21 @@ class CloudStore(Store):
         self.read_only = read_only
         self.list_page_size = list_page_size
         self._root = f"{prefix}/" if prefix else ""
+
+    @classmethod
+    def parse(cls, url: str) -> ParsedURL:
+        """``url`` taken apart by the one URL parser, checked to be one of this backend's schemes."""
+        parsed = parse_url(url)
+        if parsed.scheme not in cls.schemes:
+            expected = " or ".join(f"{scheme}://" for scheme in cls.schemes)
+            raise InvalidURL(f"expected a URL starting with {expected}", part="scheme")
+        return parsed
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``scheme://bucket/prefix`` with constructor keywords as options."""
+        parsed = cls.parse(url)
+        return cls(parsed.bucket, parsed.path, **options)
 
     # -- hooks ---------------------------------------------------------------------------------
 

@@ -16,19 +16,10 @@ from typing import Any, Literal
 
 from zarrcore.errors import AccessDenied, StoreError, TransientStoreError
 from zarrcore.retry import RetryPolicy
-from zarrcore.storage._cloud import (
-    Classified,
-    CloudStore,
-    Page,
-    classify_status,
-    http_range,
-    missing_sdk,
-    parse_url,
-    register_secret,
-    safe_endpoint,
-    short,
-)
 from zarrcore.storage.base import ByteRange
+from zarrcore.storage.cloud.base import Classified, CloudStore, Page, missing_sdk, short
+from zarrcore.storage.cloud.http import classify_status, http_range
+from zarrcore.storage.cloud.redact import register_secret, safe_endpoint
 
 try:
     import boto3
@@ -65,6 +56,7 @@ class S3Store(CloudStore):
     """
 
     scheme = "s3"
+    schemes = ("s3",)
     log_prefixes = ("boto3", "botocore", "s3transfer", "urllib3")
     tls_hint = "to trust a private CA, pass verify=<CA bundle path> or set AWS_CA_BUNDLE"
 
@@ -141,12 +133,6 @@ class S3Store(CloudStore):
         self.endpoint_url: str = self._client.meta.endpoint_url
         self.region: str | None = self._client.meta.region_name
         self._protect_logs()
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> S3Store:
-        """``s3://bucket/prefix`` with constructor keywords as options."""
-        bucket, prefix, _ = parse_url(url, ("s3",))
-        return cls(bucket, prefix, **options)
 
     def _describe(self) -> dict[str, object]:
         return {"endpoint_url": safe_endpoint(self.endpoint_url), "region": self.region}
