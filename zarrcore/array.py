@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from zarrcore import streams, telemetry
-from zarrcore._pool import run_all
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline
 from zarrcore.errors import ChunkError, CodecError, NotFound, SelectionError
@@ -22,6 +21,7 @@ from zarrcore.grid import ChunkGrid, Projection, assigned_value, grown_shape, no
 from zarrcore.metadata import ArrayMetadata
 from zarrcore.metadata.dtypes import is_fill
 from zarrcore.nodes import Node, write_node
+from zarrcore.pool import run_all
 from zarrcore.shards import ShardParts
 from zarrcore.spec import normalize_shape
 from zarrcore.storage.base import Store, join_key

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from zarrcore._pool import run_all
+from zarrcore.pool import run_all
 from zarrcore.storage.base import RangeRequest
 
 if TYPE_CHECKING:
