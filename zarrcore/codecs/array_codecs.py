@@ -93,10 +93,6 @@ class NumcodecsArray(Adapter):
         return ElementWise(codec, probe.dtype)
 
 
-
-
-
-
 # -- array -> bytes ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Bytes(ArrayBytesCodec):

@@ -92,8 +92,8 @@ def _light(chain: Chain, nbytes: int) -> bool:
 class CodecPipeline:
     """Encodes a chunk-shaped ndarray to bytes and back; immutable once built."""
 
-    __slots__ = ("_chain", "_decoders", "_encoders", "_plain", "_stored_dtype", "_stored_nbytes", "chunk_shape",
-                 "dtype", "light", "nbytes")  # fmt: skip
+    __slots__ = ("_chain", "_decoders", "_encoders", "_meta", "_plain", "_stored_dtype", "_stored_nbytes",
+                 "chunk_shape", "dtype", "light", "nbytes")  # fmt: skip
     chunk_shape: tuple[int, ...]
     dtype: np.dtype
     #: The size of a decoded chunk in bytes.
@@ -107,7 +107,7 @@ class CodecPipeline:
         _probe(chain, nbytes)
         fields = {
             "chunk_shape": meta.chunks, "dtype": meta.dtype, "nbytes": nbytes, "light": _light(chain, nbytes),
-            "_chain": chain, "_encoders": chain.bytes_codecs,
+            "_meta": meta, "_chain": chain, "_encoders": chain.bytes_codecs,
             # decoding in C order with no array codec is the bytes codecs, innermost first, and a reshape
             "_plain": chain.plain,
             "_decoders": tuple((_decoder(c), c.codec_id == "blosc") for c in reversed(chain.bytes_codecs)),
@@ -119,6 +119,9 @@ class CodecPipeline:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a CodecPipeline is immutable: cannot set {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CodecPipeline, (self._meta,)  # pickled and copied as its metadata, built again
 
     @property
     def sharding(self) -> ShardingCodec | None:

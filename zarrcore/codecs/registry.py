@@ -22,14 +22,10 @@ from zarrcore.codecs.bytes_codecs import V3_CODECS, NumcodecsBytes
 from zarrcore.errors import CodecError
 from zarrcore.metadata.model import ArrayMetadata
 
-__all__ = ["V3_CODECS", "V3Chain", "build_v3", "lookup", "register"]
+__all__ = ["V3_CODECS", "V3Chain", "build_v3", "lookup"]
 
+#: Every v3 codec name zarrcore knows, with its adapter.
 _ADAPTERS: dict[str, Adapter] = {**array_codecs.ADAPTERS, **bytes_codecs.ADAPTERS}
-
-
-def register(name: str, adapter: Adapter) -> None:
-    """Make the v3 codec ``name`` known, built by ``adapter``."""
-    _ADAPTERS[name] = adapter
 
 
 def lookup(name: Any) -> Adapter:
