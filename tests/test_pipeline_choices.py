@@ -1,9 +1,11 @@
 """What the codec pipeline decides once per array: which chunks are light enough to read on one
-thread, that blosc runs without its own threads unless the user chose, and that the short decode
-path gives what the general one gives."""
+thread, that blosc runs without its own threads unless the user chose (set once at import, never by
+building a pipeline), and that the short decode path gives what the general one gives."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import numcodecs.blosc
@@ -40,15 +42,20 @@ def test_small_chunks_with_no_or_fast_codecs_are_light() -> None:
     assert not pipeline([], fmt=2).light  # v2 default: zstd
 
 
-def test_blosc_runs_without_its_own_threads_unless_chosen(blosc_threads: None) -> None:
-    numcodecs.blosc.use_threads = None
-    pipeline(RAW)
-    assert numcodecs.blosc.use_threads is None  # no blosc, no change
-    pipeline(LZ4)
-    assert numcodecs.blosc.use_threads is False
-    numcodecs.blosc.use_threads = True  # the user's choice stands
-    pipeline(LZ4)
-    assert numcodecs.blosc.use_threads is True
+def test_building_a_pipeline_leaves_numcodecs_settings_alone(blosc_threads: None) -> None:
+    for setting in (None, True, False):
+        numcodecs.blosc.use_threads = setting
+        pipeline(RAW), pipeline(LZ4), pipeline([], fmt=2)
+        zarrcore.create(MemoryStore(), shape=(8, 8), chunks=(4, 4), dtype="float32", zarr_format=2,
+                        compressor={"id": "blosc", "cname": "lz4"})  # fmt: skip
+        assert numcodecs.blosc.use_threads is setting
+
+
+@pytest.mark.parametrize(("before", "after"), [("", "False"), ("numcodecs.blosc.use_threads = True", "True")])
+def test_blosc_runs_without_its_own_threads_unless_chosen_before_import(before: str, after: str) -> None:
+    code = f"import numcodecs.blosc\n{before}\nimport zarrcore\nprint(numcodecs.blosc.use_threads)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == after
 
 
 @pytest.mark.parametrize("codecs", [RAW, LZ4, ZSTD], ids=["raw", "blosc", "zstd"])
