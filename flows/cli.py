@@ -23,14 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "parse_source", "ENTRYPOINTS"]
+from flows.console import ENTRYPOINTS, describe, run_in_process
 
-#: Flow name -> entrypoint, for ``prefect flow-run retry ID --entrypoint ...``.
-ENTRYPOINTS = {
-    "ingest": "flows/ingest.py:ingest",
-    "verify": "flows/verify.py:verify",
-    "copy": "flows/copy.py:copy_array",
-}
+__all__ = ["main", "parse_source", "ENTRYPOINTS"]
 
 
 def parse_source(text: str, *, key: str | None = None, columns: str | None = None, table_layout: str = "matrix",
@@ -95,86 +90,6 @@ def _execution(args: argparse.Namespace) -> dict[str, Any]:
         "max_chunks_per_batch": args.max_chunks_per_batch, "refresh": getattr(args, "refresh", False) or None,
     }  # fmt: skip
     return {k: v for k, v in fields.items() if v is not None}
-
-
-def _run(flow_fn: Any, parameters: dict[str, Any], console: Any) -> dict[str, Any] | None:
-    """Run a flow in this process with a progress bar; print and return its summary, or print its error."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from flows import batchrun
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:  # fmt: skip
-        tasks: dict[str, Any] = {}
-
-        def listen(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(what, total=total)
-            bar.update(tasks[what], completed=done, total=total)
-
-        batchrun.listeners.append(listen)
-        try:
-            state = flow_fn(**parameters, return_state=True)
-        finally:
-            batchrun.listeners.remove(listen)
-    run_id = state.state_details.flow_run_id
-    if state.is_completed():
-        result = state.result()
-        _print_summary(result, console)
-        console.print(f"[green]{flow_fn.name} completed[/green] (flow run {run_id})")
-        return result  # type: ignore[no-any-return]
-    console.print(f"[red]{flow_fn.name} {state.name.lower()}[/red] (flow run {run_id}): {state.message}")
-    error = state.result(raise_on_failure=False)
-    if isinstance(error, BaseException):
-        console.print(str(error))
-    entrypoint = ENTRYPOINTS.get(flow_fn.name, "flows/<module>.py:<flow>")
-    console.print(f"Retry only what failed with: prefect flow-run retry {run_id} --entrypoint {entrypoint}",
-                  markup=False)  # fmt: skip
-    return None
-
-
-def _print_summary(result: dict[str, Any], console: Any) -> None:
-    for rows in result.values():
-        for row in rows:
-            width = max(len(k) for k in row)
-            console.print("\n".join(f"  {k:<{width}} : {v}" for k, v in row.items()), highlight=False, markup=False)
-
-
-def info(url: str, path: str, console: Any) -> int:
-    """Describe the array or group at ``url`` (``path``): layout, codecs, chunks stored and bytes."""
-    import zarrcore
-    from flows.ledger import read_manifest
-    from flows.targets import LEDGER_DIR
-
-    node = zarrcore.open(url, path=path)
-    arrays = [node] if isinstance(node, zarrcore.Array) else []
-    if isinstance(node, zarrcore.Group):
-        console.print(node.tree())
-        stack = [node]
-        while stack:
-            for child in stack.pop().members().values():
-                (arrays if isinstance(child, zarrcore.Array) else stack).append(child)  # type: ignore[arg-type]
-    for a in arrays:
-        m = a.metadata
-        codecs = m.codecs if m.zarr_format == 3 else {"filters": m.filters, "compressor": m.compressor}
-        base = f"{a.path}/" if a.path else ""
-        skip = {base + k for k in (*m.metadata_keys(), ".zattrs")}
-        stored = [k for k in a.store.list(base) if k not in skip and not k[len(base) :].startswith(LEDGER_DIR + "/")]
-        nbytes = sum(a.store.size(k) for k in stored)
-        manifest = read_manifest(a.store, a.path)
-        rows = [
-            ("array", a.url), ("zarr format", m.zarr_format), ("shape", a.shape), ("dtype", a.dtype),
-            ("chunks", a.chunks if a.shards is None else f"{a.chunks} in shards of {a.shards}"),
-            ("fill value", a.fill_value), ("codecs", json.dumps(codecs)),
-            ("shards stored" if a.shards else "chunks stored", f"{len(stored)} of {a.nshards}"),
-            ("bytes stored", nbytes),
-            ("bytes (uncompressed)", a.nbytes),
-            ("manifest", f"{len(manifest.chunks)} chunks recorded" if manifest else "none (not ingested by a flow)"),
-        ]  # fmt: skip
-        width = max(len(k) for k, _ in rows)
-        console.print("\n".join(f"{k:<{width}} : {v}" for k, v in rows), highlight=False, markup=False)
-        console.print()
-    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -246,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console()
     if args.command == "info":
-        return info(args.url, args.path, console)
+        return describe(args.url, args.path, console)
     if args.command == "serve":
         runpy.run_path(str(Path(args.file)), run_name="__main__")
         return 0
@@ -257,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               source_path=args.source_path)  # fmt: skip
         params = {"source": source, "destination": args.destination, "array": args.array, "layout": _layout(args),
                   "execution": _execution(args), "storage_options": _options(args.option)}  # fmt: skip
-        return 0 if _run(ingest, params, console) is not None else 1
+        return 0 if run_in_process(ingest, params, console) is not None else 1
     if args.command == "verify":
         from flows.verify import verify
 
@@ -265,14 +180,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "storage_options": _options(args.option)}  # fmt: skip
         if args.source:
             params["source"] = parse_source(args.source, key=args.key)
-        return 0 if _run(verify, params, console) is not None else 1
+        return 0 if run_in_process(verify, params, console) is not None else 1
     from flows.copy import copy_array
 
     params = {"source": args.source, "destination": args.destination, "array": args.array,
               "source_path": args.source_path, "layout": _layout(args), "execution": _execution(args),
               "source_storage_options": _options(args.source_option),
               "storage_options": _options(args.option)}  # fmt: skip
-    return 0 if _run(copy_array, params, console) is not None else 1
+    return 0 if run_in_process(copy_array, params, console) is not None else 1
 
 
 if __name__ == "__main__":

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import flow
 
-from flows.heartbeat import beating, heartbeat_flow
 from flows.landing import finish_targets, prepare_targets, write_targets
 from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL
 from flows.sources import ZarrSource
+from flows.stores import StoreRef
 
 __all__ = ["copy_array"]
 
 
-@heartbeat_flow(name="copy", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+@flow(name="copy", validate_parameters=True)
 def copy_array(
     source: StoreURL,
     destination: StoreURL,
@@ -26,6 +26,7 @@ def copy_array(
     source_storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
     storage_options: StorageOptions = {},  # noqa: B006
     results_url: StoreURL | None = None,
+    results_storage_options: StorageOptions = {},  # noqa: B006
 ) -> dict[str, Any]:
     """Copy the Zarr array at ``source`` (path ``source_path``) to ``array`` at ``destination``.
 
@@ -39,9 +40,11 @@ def copy_array(
         source_storage_options: Non-secret options of the source store.
         storage_options: Non-secret options of the destination store.
         results_url: Where finished batches are recorded; default: inside the target array.
+        results_storage_options: Non-secret options of the results_url store.
     """
-    with beating():
-        spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
-        targets = prepare_targets(spec, destination, array, layout, storage_options, execution, results_url)
-        write_targets(targets, execution, results_url=results_url, key="copy")
-        return finish_targets(targets, destination, storage_options, execution, key="copy")
+    spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
+    store = StoreRef.of(destination, storage_options)
+    results = StoreRef.of(results_url, results_storage_options) if results_url else None
+    targets = prepare_targets(spec, store, array, layout, execution, results)
+    write_targets(targets, execution, results=results, key="copy")
+    return finish_targets(targets, store, execution, key="copy")

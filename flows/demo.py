@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from flows.cli import _run, info
+    from flows.console import describe, run_in_process
     from flows.ingest import ingest
     from flows.verify import verify
 
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(f"[bold]zarrflow demo[/bold]: synthetic 2048 x 2048 float32 -> {destination} via {where}")
     params = {"source": DEMO_SOURCE, "destination": destination, "array": "synthetic",
               "layout": DEMO_LAYOUT, "execution": DEMO_EXECUTION}  # fmt: skip
-    landed = _run(ingest, params, console)
+    landed = run_in_process(ingest, params, console)
     if landed is None:
         return 1
     counts = landed["targets"][0]
@@ -56,9 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         console.print(f"[bold]{counts['chunks_written']} chunks written[/bold], {counts['chunks_skipped']} skipped; "
                       "run the demo again and every batch is skipped (cached)")  # fmt: skip
-    if _run(verify, {"destination": destination, "array": "synthetic", "source": DEMO_SOURCE}, console) is None:
+    checked = run_in_process(verify, {"destination": destination, "array": "synthetic", "source": DEMO_SOURCE}, console)
+    if checked is None:
         return 1
-    info(destination, "synthetic", console)
+    describe(destination, "synthetic", console)
     console.print(f"Open it with zarr-python: zarr.open_group({destination!r})['synthetic']", markup=False)
     return 0
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import flow
 
-from flows.heartbeat import beating, heartbeat_flow
 from flows.landing import finish_targets, prepare_targets, write_targets
 from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL
 from flows.sources import SourceSpec
+from flows.stores import StoreRef
 
 __all__ = ["ingest"]
 
 
-@heartbeat_flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+@flow(name="ingest", validate_parameters=True)
 def ingest(
     source: SourceSpec,
     destination: StoreURL,
@@ -24,6 +24,7 @@ def ingest(
     execution: Execution = Execution(),  # noqa: B008
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
     results_url: StoreURL | None = None,
+    results_storage_options: StorageOptions = {},  # noqa: B006
 ) -> dict[str, Any]:
     """Land ``source`` in the Zarr array ``array`` at ``destination``.
 
@@ -36,8 +37,10 @@ def ingest(
         execution: Batching, concurrency, retries and task runner.
         storage_options: Non-secret options of the destination store (endpoint_url, region, ...).
         results_url: Where finished batches are recorded; default: inside the array (.zarrcore/results).
+        results_storage_options: Non-secret options of the results_url store (endpoint_url, region, ...).
     """
-    with beating():
-        targets = prepare_targets(source, destination, array, layout, storage_options, execution, results_url)
-        write_targets(targets, execution, results_url=results_url, key="ingest")
-        return finish_targets(targets, destination, storage_options, execution, key="ingest")
+    store = StoreRef.of(destination, storage_options)
+    results = StoreRef.of(results_url, results_storage_options) if results_url else None
+    targets = prepare_targets(source, store, array, layout, execution, results)
+    write_targets(targets, execution, results=results, key="ingest")
+    return finish_targets(targets, store, execution, key="ingest")

@@ -22,7 +22,7 @@ from flows.batchrun import BatchOutcome, run_batches
 from flows.ledger import ledger_at, ledger_for
 from flows.params import ArrayLayout, Execution
 from flows.sources import SourceSpec
-from flows.stores import shared_store
+from flows.stores import StoreRef
 from flows.targets import TargetRef, plan_batches, target_arguments
 from flows.tasks import BatchJob, configure, consolidate, create_array, record_completion, write_chunk_batch
 
@@ -72,12 +72,11 @@ class Target:
 
 def prepare_targets(
     source: SourceSpec,
-    destination: str,
+    destination: StoreRef,
     array: str,
     layout: ArrayLayout,
-    storage_options: dict[str, Any],
     execution: Execution,
-    results_url: str | None = None,
+    results: StoreRef | None = None,
 ) -> list[Target]:
     """Validate everything, save the ledgers' blocks, then create the target arrays (create-only metadata writes)."""
     logger = get_run_logger()
@@ -87,23 +86,23 @@ def prepare_targets(
         planned.append((path, spec, target_arguments(layout, reader)))
     # The ledgers' result-storage blocks are saved now, before any task: an API write made while the
     # server records a task run's events can meet a locked SQLite database and wait 1-2 s to retry.
-    store_url = shared_store(destination, storage_options).url  # the create task reuses this store
+    store = destination.at(destination.open().url)  # at the store's own URL, as the targets will be
     for path, _, _ in planned:
-        ledger_at(store_url, path.strip("/"), storage_options, results_url)
+        ledger_at(store, path.strip("/"), results)
     targets = []
     create = configure(create_array, execution)
     for path, spec, args in planned:
-        ref = create(destination, path, args, layout.overwrite, storage_options)
+        ref = create(destination, path, args, layout.overwrite)
         logger.info("target %s: shape %s, chunks %s, %s", ref.identity, ref.shape, ref.chunks, args["dtype"])
         targets.append(Target(ref, spec, np.dtype(args["dtype"]).itemsize))
     return targets
 
 
-def write_targets(targets: list[Target], execution: Execution, *, results_url: str | None, key: str) -> None:
+def write_targets(targets: list[Target], execution: Execution, *, results: StoreRef | None, key: str) -> None:
     """Write every target's chunk batches (finished batches are cache hits) and record the outcomes."""
     groups = []
     for t in targets:
-        task_ = configure(write_chunk_batch, execution, result_storage=ledger_for(t.ref, results_url))
+        task_ = configure(write_chunk_batch, execution, result_storage=ledger_for(t.ref, results))
         jobs = [BatchJob(target=t.ref, source=t.source, batch=b) for b in plan_batches(t.ref, t.itemsize, execution)]
         groups.append((task_, jobs))
     t0 = time.monotonic()
@@ -113,9 +112,7 @@ def write_targets(targets: list[Target], execution: Execution, *, results_url: s
         t.seconds = time.monotonic() - t0
 
 
-def finish_targets(
-    targets: list[Target], destination: str, storage_options: dict[str, Any], execution: Execution, *, key: str
-) -> dict[str, Any]:
+def finish_targets(targets: list[Target], destination: StoreRef, execution: Execution, *, key: str) -> dict[str, Any]:
     """Manifests and consolidated metadata for finished targets, the summary artifact; raise on failures."""
     logger = get_run_logger()
     record = configure(record_completion, execution)
@@ -139,6 +136,6 @@ def finish_targets(
         # quoted: Prefect would otherwise visit every one of the (many) records looking for futures
         record(t.ref, quote([rec for o in t.outcomes for rec in o.result["chunks"]]))  # type: ignore[index]
     if any(t.ref.path for t in targets):
-        configure(consolidate, execution)(destination, storage_options)
-        logger.info("consolidated metadata written at %s", destination)
+        configure(consolidate, execution)(destination)
+        logger.info("consolidated metadata written at %s", destination.url)
     return {"targets": rows}

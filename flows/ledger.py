@@ -2,14 +2,14 @@
 completion manifest.
 
 * **The ledger.** Batch task results (per chunk: key, stored bytes, content hash of the encoded chunk) are
-  Prefect persisted results, kept by :class:`ZarrcoreResultStorage` under ``<array>/.zarrcore/results/``
-  in the destination store itself by default. Every worker that can write the array can read the
-  ledger, nothing needs configuring, and the ledger is deleted with the array (``overwrite``), so it
-  never vouches for chunks that are gone.
-* **The manifest.** ``<array>/.zarrcore/manifest.json`` maps every chunk key to its content hash (or
-  ``null`` for a chunk that holds only the fill value and is not stored). It is written once every
-  batch has finished; ``verify`` checks the stored chunks against it. Keys under ``.zarrcore/`` are
-  never chunk keys in either Zarr format, so zarr-python and other readers ignore them.
+  Prefect persisted results, kept by :class:`ZarrcoreResultStorage` in the array's bookkeeping folder
+  (:mod:`flows.bookkeeping`, ``results/``) in the destination store itself by default. Every worker that
+  can write the array can read the ledger, nothing needs configuring, and the ledger is deleted with the
+  array (``overwrite``), so it never vouches for chunks that are gone. A results store given instead
+  (``results_url`` and its ``results_storage_options``) holds the ledgers of many arrays.
+* **The manifest.** ``manifest.json`` in the bookkeeping folder maps every chunk key to its content hash
+  (or ``null`` for a chunk that holds only the fill value and is not stored). It is written once every
+  batch has finished; ``verify`` checks the stored chunks against it.
 
 The content hash is CRC-32C (``crc32c:<8 hex digits>``), the checksum cloud object stores use for
 integrity: hardware-accelerated (~25 GB/s here, against ~1.7 GB/s for SHA-256, about 8% of the CPU time of a
@@ -31,16 +31,15 @@ from prefect.filesystems import WritableFileSystem
 from prefect.settings import PREFECT_API_URL
 from pydantic import Field
 
-from flows.stores import shared_store
-from flows.targets import LEDGER_DIR, TargetRef, array_identity
-from zarrcore.errors import NotFound
-from zarrcore.metadata import json_loads
-from zarrcore.storage.base import Store, join_key
+from flows.bookkeeping import MANIFEST, RESULTS, bookkeeping_key
+from flows.stores import StoreRef
+from flows.targets import TargetRef, array_identity
+from zarrcore.errors import MetadataError, NotFound
+from zarrcore.storage import Store, join_key
 
 __all__ = ["ZarrcoreResultStorage", "ledger_for", "ledger_at", "Manifest", "write_manifest", "read_manifest",
            "MANIFEST", "content_hash", "content_hash_like"]
 
-MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "zarrcore-manifest/2"
 #: Formats read: 1 recorded SHA-256 hex digests, 2 records ``crc32c:`` hashes (or either, after an upgrade).
 READABLE_FORMATS = ("zarrcore-manifest/1", MANIFEST_FORMAT)
@@ -77,8 +76,13 @@ class ZarrcoreResultStorage(WritableFileSystem):
     def _key(self, path: str) -> str:
         return join_key(self.prefix, path)
 
+    @property
+    def store(self) -> StoreRef:
+        """The store the results are kept in."""
+        return StoreRef.of(self.url, self.storage_options)
+
     def _open(self) -> Store:
-        return shared_store(self.url, self.storage_options)
+        return self.store.open()
 
     def read_path(self, path: str, **_: Any) -> bytes:
         """The stored bytes; a missing record raises ``ValueError`` (as Prefect's local storage does)."""
@@ -98,28 +102,29 @@ class ZarrcoreResultStorage(WritableFileSystem):
         return await anyio.to_thread.run_sync(self.write_path, path, content)
 
 
-def ledger_for(target: TargetRef, results_url: str | None = None) -> ZarrcoreResultStorage:
-    """The saved result storage for a target: inside the array, or under ``results_url`` if given."""
-    return ledger_at(target.url, target.path, target.storage_options, results_url)
+def ledger_for(target: TargetRef, results: StoreRef | None = None) -> ZarrcoreResultStorage:
+    """The saved result storage for a target: inside the array, or in the ``results`` store if given."""
+    return ledger_at(target.store, target.path, results)
 
 
-def ledger_at(
-    url: str, path: str, storage_options: dict[str, Any], results_url: str | None = None
-) -> ZarrcoreResultStorage:
-    """The saved result storage for the array at ``path`` in the store at ``url`` (the store's own URL).
+def ledger_at(store: StoreRef, path: str, results: StoreRef | None = None) -> ZarrcoreResultStorage:
+    """The saved result storage for the array at ``path`` in ``store`` (at the store's own URL).
 
     Prefect needs result storage saved as a block so that any process can resolve it; the block's
     name is derived from its location, so every run for the same array shares one block, and a
     process saves it once (two API round trips).
     """
-    if results_url:
-        prefix = hashlib.sha256(array_identity(url, path).encode()).hexdigest()[:32]
-        storage = ZarrcoreResultStorage(url=results_url, prefix=prefix)
+    if results is not None:
+        prefix = hashlib.sha256(array_identity(store.url, path).encode()).hexdigest()[:32]
+        storage = ZarrcoreResultStorage(url=results.url, prefix=prefix, storage_options=results.options)
     else:
         storage = ZarrcoreResultStorage(
-            url=url, prefix=join_key(path, LEDGER_DIR, "results"), storage_options=storage_options
+            url=store.url, prefix=bookkeeping_key(path, RESULTS), storage_options=store.options
         )
-    name = "zarrcore-results-" + hashlib.sha256(f"{storage.url}|{storage.prefix}".encode()).hexdigest()[:20]
+    where = f"{storage.url}|{storage.prefix}"
+    if results is not None and results.options:  # another endpoint of the same URL is another block
+        where += "|" + results.key()
+    name = "zarrcore-results-" + hashlib.sha256(where.encode()).hexdigest()[:20]
     return _saved(storage, name, str(PREFECT_API_URL.value() or ""))
 
 
@@ -156,7 +161,7 @@ class Manifest:
 
 
 def _manifest_key(path: str) -> str:
-    return join_key(path, LEDGER_DIR, MANIFEST)
+    return bookkeeping_key(path, MANIFEST)
 
 
 def write_manifest(target: TargetRef, records: list[ChunkRecord]) -> Manifest:
@@ -171,7 +176,7 @@ def write_manifest(target: TargetRef, records: list[ChunkRecord]) -> Manifest:
         "hash": "crc32c of the stored (encoded) chunk bytes, as crc32c:<8 hex>; a 64-hex-digit value is a sha256",
         "chunks": {k: (list(v) if v else None) for k, v in chunks.items()},
     }
-    store = shared_store(target.url, target.storage_options)
+    store = target.store.open()
     store.put(_manifest_key(target.path), json.dumps(doc, separators=(",", ":")).encode())
     return manifest
 
@@ -180,9 +185,15 @@ def read_manifest(store: Store, path: str) -> Manifest | None:
     """The manifest of the array at ``path``, or ``None`` if none was written."""
     key = _manifest_key(path)
     try:
-        doc = json_loads(store.get(key), key)
+        data = store.get(key)
     except NotFound:
         return None
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise MetadataError(f"{key}: malformed JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MetadataError(f"{key}: expected a JSON object, got {type(doc).__name__}")
     if doc.get("format") not in READABLE_FORMATS:
         raise ValueError(f"{key}: unknown manifest format {doc.get('format')!r}")
     chunks = {k: (int(v[0]), str(v[1])) if v else None for k, v in doc["chunks"].items()}

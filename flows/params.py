@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zarrcore.errors import InvalidKey
-from zarrcore.storage.base import validate_key
+from zarrcore.storage import validate_key
 from zarrcore.storage.registry import check_url
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""One store per location and options in each process, shared by the flow and its task runs."""
+"""Store references: a store's URL and options as one hashable value, opening one store per process."""
 
 from __future__ import annotations
 
@@ -7,24 +7,66 @@ import json
 import os
 from typing import Any
 
-import zarrcore
-from zarrcore.storage.base import Store
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["shared_store"]
+import zarrcore
+from zarrcore.storage import Store
+
+__all__ = ["StoreRef", "shared_store"]
+
+
+class StoreRef(BaseModel):
+    """Where a store is: its URL and its non-secret options, frozen and hashable.
+
+    A plain path is made absolute (relative to the current folder) when the reference is made, so a
+    reference means the same store in every thread and task run of the process.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(description="Store URL (a path, file://, s3://, gs://, az://, memory://).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Non-secret store options.")
+
+    @field_validator("url")
+    @classmethod
+    def _absolute(cls, url: str) -> str:
+        return url if "://" in url else os.path.abspath(os.path.expanduser(url))
+
+    @classmethod
+    def of(cls, url: str, options: dict[str, Any] | None = None) -> StoreRef:
+        """The reference to ``url`` with ``options`` (none when ``None``)."""
+        return cls(url=url, options=dict(options or {}))
+
+    def key(self) -> str:
+        """The canonical JSON of the reference: equal for equal references, used in cache keys."""
+        return json.dumps([self.url, self.options], sort_keys=True, default=str, separators=(",", ":"))
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoreRef) and self.key() == other.key()
+
+    def open(self) -> Store:
+        """The store, opened once per process and shared by every thread and task run in it.
+
+        Stores are thread-safe, so every task run shares one SDK client and its connection pool
+        instead of building its own. The store is never closed while the process runs: do not close it.
+        """
+        return _open(self.key())
+
+    def at(self, url: str) -> StoreRef:
+        """The same options at another URL (e.g. the store's own normalised URL)."""
+        return StoreRef(url=url, options=self.options)
 
 
 def shared_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
-    """The store at ``url`` with these (non-secret) options, opened once per process.
-
-    Stores are thread-safe, so every task run in the process shares one SDK client and its connection
-    pool instead of building its own. A plain path is taken relative to the current folder at the
-    first call. The store is never closed while the process runs: do not close it.
-    """
-    if "://" not in url:
-        url = os.path.abspath(os.path.expanduser(url))
-    return _open(url, json.dumps(storage_options or {}, sort_keys=True, default=str))
+    """The store at ``url`` with these (non-secret) options, opened once per process
+    (``StoreRef.of(url, storage_options).open()``)."""
+    return StoreRef.of(url, storage_options).open()
 
 
 @functools.lru_cache(maxsize=32)
-def _open(url: str, options: str) -> Store:
-    return zarrcore.open_store(url, **json.loads(options))
+def _open(key: str) -> Store:
+    url, options = json.loads(key)
+    return zarrcore.open_store(url, **options)

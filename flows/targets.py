@@ -8,24 +8,24 @@ import json
 import math
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 import zarrcore
+from flows.bookkeeping import INCARNATION, bookkeeping_key
 from flows.params import ArrayLayout, Execution
 from flows.sources import SourceReader
-from flows.stores import shared_store
+from flows.stores import StoreRef
+from zarrcore.codecs import default_codecs
 from zarrcore.errors import AlreadyExists, MetadataError, NotFound
-from zarrcore.grid import ChunkGrid
-from zarrcore.metadata import ArrayMetadata, json_loads
-from zarrcore.metadata.dtypes import needs_endian
 from zarrcore.spec import build_array_metadata
-from zarrcore.storage.base import join_key
+
+if TYPE_CHECKING:
+    from zarrcore.metadata import ArrayMetadata
 
 __all__ = [
-    "LEDGER_DIR",
     "TargetRef",
     "ChunkBatch",
     "target_arguments",
@@ -35,11 +35,8 @@ __all__ = [
     "plan_batches",
 ]
 
-#: Flow bookkeeping lives under this prefix inside the array (it is not a chunk key in either format).
-LEDGER_DIR = ".zarrcore"
-
 _COMPRESSORS_V3 = {
-    "zstd": lambda lvl: [{"name": "zstd", "configuration": {"level": 3 if lvl is None else lvl, "checksum": False}}],
+    "zstd": lambda lvl: [{"name": "zstd", "configuration": {"level": lvl, "checksum": False}}],
     "gzip": lambda lvl: [{"name": "gzip", "configuration": {"level": 5 if lvl is None else lvl}}],
     "blosc-zstd": lambda lvl: [{"name": "blosc", "configuration": {
         "cname": "zstd", "clevel": 5 if lvl is None else lvl, "shuffle": "shuffle", "blocksize": 0}}],
@@ -104,10 +101,10 @@ def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any
             if layout.shards is not None and src_inner is not None:  # resharded: the source's inner codecs
                 sharding = next(c for c in src.codecs if c["name"] == "sharding_indexed")  # type: ignore[union-attr]
                 args["codecs"] = list(sharding["configuration"]["codecs"])
+        elif layout.compression in (None, "zstd") and layout.compression_level is None:
+            args["codecs"] = default_codecs(dtype)  # the library's own defaults (zstd)
         else:
-            serializer: dict[str, Any] = {"name": "vlen-utf8" if dtype.kind == "O" else "bytes"}
-            if needs_endian(dtype) and dtype.kind != "O":
-                serializer["configuration"] = {"endian": "little"}
+            serializer = default_codecs(dtype)[0]
             args["codecs"] = [serializer, *_COMPRESSORS_V3[layout.compression or "zstd"](layout.compression_level)]
         names = layout.dimension_names or (src.dimension_names if src else None)
         if names is not None:
@@ -156,9 +153,8 @@ class TargetRef(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    url: str
+    store: StoreRef
     path: str
-    storage_options: dict[str, Any] = {}
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     fingerprint: str
@@ -167,23 +163,29 @@ class TargetRef(BaseModel):
     @property
     def identity(self) -> str:
         """The array's URL (store URL plus path); never holds credentials."""
-        return array_identity(self.url, self.path)
+        return array_identity(self.store.url, self.path)
 
     @property
-    def grid(self) -> ChunkGrid:
-        return ChunkGrid(self.shape, self.chunks)
+    def grid_shape(self) -> tuple[int, ...]:
+        """Chunks along each dimension."""
+        return tuple(math.ceil(n / c) for n, c in zip(self.shape, self.chunks, strict=True))
 
-    def region(self, index: tuple[int, ...]) -> tuple[slice, ...]:
-        return self.grid.region(index)
+    @property
+    def nchunks(self) -> int:
+        return math.prod(self.grid_shape)
 
     def open(self) -> zarrcore.Array:
         """The array, opened for writing once per process; refuses an array whose metadata changed."""
-        return _open_array(self.url, self.path, json.dumps(self.storage_options, sort_keys=True), self.fingerprint)
+        return _open_array(self.store, self.path, self.fingerprint)
+
+    def open_readonly(self) -> zarrcore.Array:
+        """The array as it is now, opened read-only (its metadata read again)."""
+        return zarrcore.open_array(self.store.open(), path=self.path)
 
 
 @functools.lru_cache(maxsize=32)
-def _open_array(url: str, path: str, options: str, fingerprint: str) -> zarrcore.Array:
-    array = zarrcore.open_array(shared_store(url, json.loads(options)), mode="r+", path=path)
+def _open_array(store: StoreRef, path: str, fingerprint: str) -> zarrcore.Array:
+    array = zarrcore.open_array(store.open(), mode="r+", path=path)
     if array.metadata.fingerprint() != fingerprint:
         raise MetadataError(
             f"{array.url}: the array's metadata changed since the run was planned "
@@ -195,64 +197,67 @@ def _open_array(url: str, path: str, options: str, fingerprint: str) -> zarrcore
 def _incarnation(array: zarrcore.Array) -> str:
     """The array's incarnation id: created once (create-only) with the array, gone when it is deleted,
     so results recorded for an earlier array at the same place are never taken for this one."""
-    key = join_key(array.path, LEDGER_DIR, "incarnation.json")
+    key = bookkeeping_key(array.path, INCARNATION)
     for _ in range(3):
         try:
-            return str(json_loads(array.store.get(key), key)["id"])
+            return _read_incarnation(array.store.get(key), key)
         except NotFound:
             pass
         try:
             array.store.put(key, json.dumps({"id": uuid.uuid4().hex}).encode(), mode="create")
         except AlreadyExists:
             continue
-    return str(json_loads(array.store.get(key), key)["id"])
+    return _read_incarnation(array.store.get(key), key)
 
 
-def _ensure_parents(url: str, path: str, zarr_format: int, storage_options: dict[str, Any]) -> None:
+def _read_incarnation(data: bytes, key: str) -> str:
+    try:
+        return str(json.loads(data)["id"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MetadataError(f"{key}: malformed incarnation record: {exc!r}") from None
+
+
+def _ensure_parents(store: StoreRef, path: str, zarr_format: int) -> None:
     """Make sure every parent of ``path`` is a group (creating the missing ones)."""
     parts = path.split("/")[:-1]
-    store = shared_store(url, storage_options)
     try:
-        group = zarrcore.open_group(store, mode="r+")
+        group = zarrcore.open_group(store.open(), mode="r+")
     except NotFound:
-        group = zarrcore.create_group(store, zarr_format=zarr_format)  # type: ignore[arg-type]
+        group = zarrcore.create_group(store.open(), zarr_format=zarr_format)  # type: ignore[arg-type]
     for part in parts:
         group = group.require_group(part)
 
 
-def create_target(url: str, path: str, args: dict[str, Any], *, overwrite: bool,
-                  storage_options: dict[str, Any]) -> TargetRef:  # fmt: skip
+def _ref(store: StoreRef, array: zarrcore.Array, incarnation: str) -> TargetRef:
+    return TargetRef(
+        store=store.at(array.store.url), path=array.path, shape=array.shape, chunks=array.metadata.chunks,
+        fingerprint=array.metadata.fingerprint(), incarnation=incarnation,
+    )  # fmt: skip
+
+
+def create_target(store: StoreRef, path: str, args: dict[str, Any], *, overwrite: bool) -> TargetRef:
     """Create the array with :func:`zarrcore.create` (a create-only metadata write: identical metadata
     attaches, a difference raises ``MetadataConflictError`` before any chunk) and return its reference."""
     if path:
-        _ensure_parents(url, path, args["zarr_format"], storage_options)
-    store = shared_store(url, storage_options)
-    array = zarrcore.create(store, path=path, overwrite=overwrite, **args)
-    return TargetRef(
-        url=store.url, path=array.path, storage_options=storage_options, shape=array.shape,
-        chunks=array.metadata.chunks, fingerprint=array.metadata.fingerprint(), incarnation=_incarnation(array),
-    )  # fmt: skip
+        _ensure_parents(store, path, args["zarr_format"])
+    array = zarrcore.create(store.open(), path=path, overwrite=overwrite, **args)
+    return _ref(store, array, _incarnation(array))
 
 
-def open_target(url: str, path: str, storage_options: dict[str, Any]) -> tuple[zarrcore.Array, TargetRef]:
+def open_target(store: StoreRef, path: str) -> tuple[zarrcore.Array, TargetRef]:
     """Open an existing array (read-only) and its reference."""
-    store = shared_store(url, storage_options)
-    array = zarrcore.open_array(store, path=path)
-    key = join_key(array.path, LEDGER_DIR, "incarnation.json")
+    array = zarrcore.open_array(store.open(), path=path)
+    key = bookkeeping_key(array.path, INCARNATION)
     try:
-        incarnation = str(json_loads(store.get(key), key)["id"])
+        incarnation = _read_incarnation(array.store.get(key), key)
     except NotFound:
         incarnation = ""
-    ref = TargetRef(
-        url=store.url, path=array.path, storage_options=storage_options, shape=array.shape,
-        chunks=array.metadata.chunks, fingerprint=array.metadata.fingerprint(), incarnation=incarnation,
-    )  # fmt: skip
-    return array, ref
+    return array, _ref(store, array, incarnation)
 
 
 def plan_batches(target: TargetRef, itemsize: int, execution: Execution) -> list[ChunkBatch]:
     """Split the chunk grid into runs of consecutive chunks of about ``batch_bytes`` each."""
-    nchunks = target.grid.nchunks
+    nchunks = target.nchunks
     chunk_bytes = max(1, math.prod(target.chunks) * itemsize)
     per_batch = max(1, min(execution.max_chunks_per_batch, execution.batch_bytes // chunk_bytes))
     return [

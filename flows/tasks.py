@@ -28,7 +28,7 @@ import zarrcore
 from flows.ledger import content_hash, content_hash_like, write_manifest
 from flows.params import Execution
 from flows.sources import SourceSpec
-from flows.stores import shared_store
+from flows.stores import StoreRef
 from flows.targets import ChunkBatch, TargetRef, create_target
 from zarrcore.errors import ChunkError
 from zarrcore.retry import is_retryable
@@ -38,6 +38,7 @@ __all__ = [
     "VerifyJob",
     "BatchCachePolicy",
     "retry_if_transient",
+    "retry_policy",
     "write_chunk_batch",
     "verify_chunk_batch",
     "configure",
@@ -63,17 +64,15 @@ class BatchJob(BaseModel):
     def cache_key(self) -> str:
         """Array identity + incarnation + metadata fingerprint + chunk range + source fingerprint."""
         reader = self.source.open()
-        forget = getattr(reader, "forget", None)
-        if forget is not None:
-            forget()
+        reader.forget()  # what this thread kept for a batch that was never read (a cache hit)
         t = self.target
         h = hashlib.sha256(
             json.dumps([CACHE_VERSION, t.identity, t.incarnation, t.fingerprint, self.batch.start, self.batch.stop])
             .encode()
         )  # fmt: skip
-        grid = t.grid
-        for index in self.batch.indices(grid.grid_shape):
-            h.update(reader.fingerprint(grid.region(index)).encode())
+        array = t.open()
+        for index in self.batch.indices(array.grid_shape):
+            h.update(reader.fingerprint(array.chunk_region(index)).encode())
         return h.hexdigest()
 
 
@@ -109,13 +108,25 @@ def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any
     return is_retryable(exc) or isinstance(exc, TimeoutError)
 
 
+def retry_policy(execution: Execution) -> dict[str, Any]:
+    """The retry options of every task under ``execution``: transient errors only, an exponential
+    backoff from ``retry_delay_seconds`` with jitter, at most ``retries`` times."""
+    return dict(
+        retries=execution.retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=execution.retry_delay_seconds),
+        retry_jitter_factor=0.5,
+        retry_condition_fn=retry_if_transient,
+    )
+
+
+#: The policy of a task called without :func:`configure`: that of the default ``Execution``.
+_DEFAULT_POLICY = retry_policy(Execution())
+
+
 @task(
     name="write-chunk-batch",
     task_run_name="write chunks {job.batch.start}-{job.batch.stop}",
-    retries=4,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_if_transient,
+    **_DEFAULT_POLICY,
     cache_policy=BatchCachePolicy(),
     persist_result=True,
     result_serializer="json",
@@ -157,10 +168,7 @@ class VerifyJob(BaseModel):
 @task(
     name="verify-chunk-batch",
     task_run_name="verify chunks {job.batch.start}-{job.batch.stop}",
-    retries=4,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_if_transient,
+    **_DEFAULT_POLICY,
     cache_policy=NO_CACHE,
 )
 def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
@@ -168,7 +176,7 @@ def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
 
     Returns ``{"checked": n, "bytes": b, "mismatches": [[key, problem], ...]}``.
     """
-    array = zarrcore.open_array(shared_store(job.target.url, job.target.storage_options), path=job.target.path)
+    array = job.target.open_readonly()
     reader = job.source.open() if job.source is not None else None
     mismatches: list[list[str]] = []
     nbytes = 0
@@ -198,31 +206,22 @@ def verify_chunk_batch(job: VerifyJob) -> dict[str, Any]:
 
 
 def configure(task_: Task[..., Any], execution: Execution, **options: Any) -> Task[..., Any]:
-    """The task with the run's retry, timeout and refresh settings (and any other ``options``)."""
+    """The task with the run's retry policy, timeout and refresh settings (and any other ``options``)."""
     return task_.with_options(
-        retries=execution.retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=execution.retry_delay_seconds),
+        **retry_policy(execution),
         timeout_seconds=execution.timeout_seconds,
         refresh_cache=execution.refresh or None,
         **options,
     )
 
 
-_METADATA_POLICY: dict[str, Any] = dict(
-    retries=4,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
+_METADATA_POLICY: dict[str, Any] = dict(**_DEFAULT_POLICY, cache_policy=NO_CACHE)
 
 
 @task(name="create-array", task_run_name="create array {path!r}", **_METADATA_POLICY)
-def create_array(
-    destination: str, path: str, args: dict[str, Any], overwrite: bool, storage_options: dict[str, Any]
-) -> TargetRef:
+def create_array(store: StoreRef, path: str, args: dict[str, Any], overwrite: bool) -> TargetRef:
     """Create the target array (create-only metadata: identical metadata attaches, a difference fails)."""
-    return create_target(destination, path, args, overwrite=overwrite, storage_options=storage_options)
+    return create_target(store, path, args, overwrite=overwrite)
 
 
 @task(name="write-manifest", task_run_name="write manifest of {target.path!r}", **_METADATA_POLICY)
@@ -232,6 +231,6 @@ def record_completion(target: TargetRef, records: list[list[Any]]) -> int:
 
 
 @task(name="consolidate-metadata", task_run_name="consolidate metadata", **_METADATA_POLICY)
-def consolidate(destination: str, storage_options: dict[str, Any]) -> None:
-    """Write the consolidated metadata of the group at the destination root."""
-    zarrcore.consolidate_metadata(shared_store(destination, storage_options))
+def consolidate(store: StoreRef) -> None:
+    """Write the consolidated metadata of the group at the store's root."""
+    zarrcore.consolidate_metadata(store.open())

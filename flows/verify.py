@@ -6,16 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import get_run_logger
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 
 import zarrcore
 from flows.batchrun import BatchOutcome, run_batches
-from flows.heartbeat import beating, heartbeat_flow
 from flows.ledger import Manifest, read_manifest
 from flows.params import ArrayPath, Execution, StorageOptions, StoreURL
 from flows.sources import SourceSpec
+from flows.stores import StoreRef
 from flows.targets import TargetRef, open_target, plan_batches
 from flows.tasks import VerifyJob, configure, verify_chunk_batch
 
@@ -49,20 +48,18 @@ def _arrays_below(node: zarrcore.Array | zarrcore.Group) -> list[zarrcore.Array]
     return found
 
 
-def open_checks(
-    destination: str, array: str, source: SourceSpec | None, storage_options: dict[str, Any]
-) -> list[_Checked]:
+def open_checks(destination: StoreRef, array: str, source: SourceSpec | None) -> list[_Checked]:
     """The arrays to check (the array at ``array``, or every array below a group there) and their manifests."""
     if source is not None:
         sources = dict(source.targets(array))
         paths = list(sources)
     else:
-        node = zarrcore.open(destination, path=array, storage_options=storage_options)
+        node = zarrcore.open(destination.open(), path=array)
         sources = {}
         paths = [a.path for a in _arrays_below(node)]
     checks = []
     for path in paths:
-        arr, ref = open_target(destination, path, storage_options)
+        arr, ref = open_target(destination, path)
         manifest = read_manifest(arr.store, arr.path)
         if manifest is None:
             raise VerificationFailed(f"{ref.identity}: no completion manifest; ingest has not finished this array")
@@ -79,7 +76,7 @@ def check_chunks(checks: list[_Checked], execution: Execution) -> None:
     for c in checks:
         jobs = []
         for batch in plan_batches(c.ref, c.itemsize, execution):
-            keys = [c.chunk_key(i) for i in batch.indices(c.ref.grid.grid_shape)]
+            keys = [c.chunk_key(i) for i in batch.indices(c.ref.grid_shape)]
             expected = {k: c.manifest.chunks[k] for k in keys if k in c.manifest.chunks}
             jobs.append(VerifyJob(target=c.ref, batch=batch, expected=expected, source=c.source))
         groups.append((configure(verify_chunk_batch, execution), jobs))
@@ -118,7 +115,7 @@ def report(checks: list[_Checked]) -> dict[str, Any]:
     return {"arrays": rows}
 
 
-@heartbeat_flow(name="verify", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+@flow(name="verify", validate_parameters=True)
 def verify(
     destination: StoreURL,
     array: ArrayPath = "data",
@@ -135,7 +132,6 @@ def verify(
         execution: Batching, concurrency and retries of the reads.
         storage_options: Non-secret options of the store.
     """
-    with beating():
-        checks = open_checks(destination, array, source, storage_options)
-        check_chunks(checks, execution)
-        return report(checks)
+    checks = open_checks(StoreRef.of(destination, storage_options), array, source)
+    check_chunks(checks, execution)
+    return report(checks)

@@ -8,4 +8,4 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="zarrcore-prefect-
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-pytest_plugins = ["tests.fixtures.servers"]
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.prefect"]

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ import zarr
 from flows.ingest import ingest
 from flows.sources import SyntheticSource
 from tests.fixtures.faultstore import write_plan
-from tests.fixtures.flowkit import count_chunk_writes, run_flow
-from tests.fixtures.prefect import prefect_api  # noqa: F401  (the session's one Prefect server)
+from tests.fixtures.flowkit import count_chunk_writes, run_flow, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = {"kind": "synthetic", "shape": [96, 64], "dtype": "float64", "seed": 17, "pattern": "noise"}
@@ -60,11 +58,11 @@ def test_a_killed_run_resumes_without_redoing_finished_batches(tmp_path: Path, k
         proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(params)], cwd=REPO, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (root / "a" / "zarr.json").exists() and len(stored_chunks(root)) >= kill_after:
-                break
-            time.sleep(0.01)
+        def kill_point_or_end() -> bool:
+            reached = (root / "a" / "zarr.json").exists() and len(stored_chunks(root)) >= kill_after
+            return reached or proc.poll() is not None
+
+        wait_until(kill_point_or_end, timeout=120, interval=0.01, what=f"{kill_after} chunks stored")
         assert proc.poll() is None, f"the run ended before the kill point: {log.read_text()[-2000:]}"
     finally:
         proc.kill()  # SIGKILL, by our own PID

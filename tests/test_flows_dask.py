@@ -10,7 +10,6 @@ import zarr
 
 from flows.ingest import ingest
 from tests.fixtures.flowkit import run_flow
-from tests.fixtures.prefect import prefect_api  # noqa: F401  (the session's one Prefect server)
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -15,7 +15,6 @@ import zarr
 
 from flows.demo import DEMO_SOURCE
 from flows.sources import SyntheticSource
-from tests.fixtures.prefect import prefect_api  # noqa: F401  (the session's one Prefect server)
 
 REPO = Path(__file__).resolve().parents[1]
 

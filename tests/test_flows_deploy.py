@@ -8,15 +8,15 @@ import os
 import runpy
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import zarr
 
 from flows.sources import SyntheticSource
-from tests.fixtures.prefect import prefect_api  # noqa: F401  (the session's one Prefect server)
+from tests.fixtures.flowkit import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -73,15 +73,14 @@ def test_prefect_yaml_deploys_and_a_worker_runs_overridden_parameters(tmp_path: 
     with log.open("wb") as out:
         worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--limit", "1"],
                                   cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    def final_state() -> Any:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run.id).state
+        assert worker.poll() is None, log.read_text()[-3000:]
+        return state if state is not None and state.is_final() else None
+
     try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            with get_client(sync_client=True) as client:
-                state = client.read_flow_run(run.id).state
-            if state is not None and state.is_final():
-                break
-            assert worker.poll() is None, log.read_text()[-3000:]
-            time.sleep(0.5)
+        state = wait_until(final_state, timeout=150, interval=0.5, what="the deployed run to finish")
     finally:
         worker.terminate()  # by our own PID
         try:

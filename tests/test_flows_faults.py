@@ -21,7 +21,6 @@ from flows.ledger import read_manifest
 from tests.fixtures import faultstore
 from tests.fixtures.faultstore import write_plan
 from tests.fixtures.flowkit import batch_states, count_chunk_writes, run_flow, task_runs
-from tests.fixtures.prefect import prefect_api  # noqa: F401  (the session's one Prefect server)
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

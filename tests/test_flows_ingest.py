@@ -23,7 +23,6 @@ from flows.ingest import ingest
 from flows.ledger import read_manifest
 from flows.verify import verify
 from tests.fixtures.flowkit import artifacts, batch_states, count_chunk_writes, run_flow, task_runs
-from tests.fixtures.prefect import prefect_api  # noqa: F401  (the session's one Prefect server)
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -24,6 +24,7 @@ from flows.sources import (
     SyntheticSource,
     ZarrSource,
 )
+from flows.stores import StoreRef
 from flows.targets import ChunkBatch, TargetRef, auto_chunks, plan_batches, target_arguments
 from zarrcore.errors import MetadataError
 
@@ -145,11 +146,12 @@ def test_fingerprints_change_exactly_with_the_data(tmp_path: Path, data: np.ndar
 
 
 def test_batches_cover_the_grid_once_and_respect_the_byte_target() -> None:
-    ref = TargetRef(url="memory://x", path="a", shape=(100, 70), chunks=(10, 10), fingerprint="f", incarnation="i")
+    ref = TargetRef(store=StoreRef(url="memory://x"), path="a", shape=(100, 70), chunks=(10, 10), fingerprint="f",
+                    incarnation="i")  # fmt: skip
     batches = plan_batches(ref, 4, Execution(batch_bytes=10 * 10 * 4 * 8, max_chunks_per_batch=100))
     assert [b.size for b in batches] == [8] * 8 + [6]
-    covered = [i for b in batches for i in b.indices(ref.grid.grid_shape)]
-    assert covered == list(ref.grid.indices())
+    covered = [i for b in batches for i in b.indices(ref.grid_shape)]
+    assert covered == list(np.ndindex(*ref.grid_shape))
     assert len(plan_batches(ref, 4, Execution(max_chunks_per_batch=5))) == 14
     assert ChunkBatch(number=0, start=3, stop=5).size == 2
     assert auto_chunks((10_000, 10_000), 4, 4 * 1024 * 1024) == (625, 1250)
