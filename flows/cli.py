@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import runpy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.console import ENTRYPOINTS, describe, run_in_process
+from flows.console import ENTRYPOINTS, describe, run_in_process, terminal_defaults
 
 __all__ = ["main", "parse_source", "ENTRYPOINTS"]
 
@@ -154,9 +153,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``zarrflow`` command."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if not args.verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    terminal_defaults(args.verbose)
     from rich.console import Console
 
     console = Console()

@@ -4,9 +4,10 @@ or describe an array or group. Used by the ``zarrflow`` command and ``make demo`
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
-__all__ = ["ENTRYPOINTS", "run_in_process", "print_summary", "describe"]
+__all__ = ["ENTRYPOINTS", "terminal_defaults", "run_in_process", "print_summary", "describe"]
 
 #: Flow name -> entrypoint, for ``prefect flow-run retry ID --entrypoint ...``.
 ENTRYPOINTS = {
@@ -14,6 +15,19 @@ ENTRYPOINTS = {
     "verify": "flows/verify.py:verify",
     "copy": "flows/copy.py:copy_array",
 }
+
+#: Seconds to wait for Prefect's embedded server. Its first start on a new ``PREFECT_HOME`` creates and
+#: migrates the database, which takes longer than Prefect's default of 20 s on a small, busy machine.
+EMBEDDED_SERVER_STARTUP_SECONDS = 120
+
+
+def terminal_defaults(verbose: bool) -> None:
+    """Prefect settings for a run at a terminal, each only where the user has not set it: no analytics,
+    warnings only (unless ``verbose``), and time for the embedded server's first start."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EMBEDDED_SERVER_STARTUP_SECONDS))
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def run_in_process(flow_fn: Any, parameters: dict[str, Any], console: Any) -> dict[str, Any] | None:

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flows.console import terminal_defaults
+
 __all__ = ["main", "DEMO_SOURCE"]
 
 #: 2048 x 2048 float32 (16 MiB) in 64 chunks of 256 x 256, written in 8 batches of 8 chunks.
@@ -29,9 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.dir).absolute()
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if not args.verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    terminal_defaults(args.verbose)
 
     from rich.console import Console
 
