@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 help:
 	@echo "make demo   - set up .venv and run the demo ingest"
 	@echo "make test   - set up .venv and the emulators, then run the whole test suite"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and the layering contract (lint-imports)"
 	@echo "make bench  - run the benchmarks (see docs/benchmarks.md)"
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
@@ -35,10 +35,12 @@ demo: venv
 
 test: venv emulators
 	$(VENV)/bin/ruff check zarrcore flows deployments tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check zarrcore flows deployments tests bench
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) -m bench.run_all

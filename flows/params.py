@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zarrcore.errors import InvalidKey
-from zarrcore.storage import validate_key
-from zarrcore.storage.registry import check_url
+from zarrcore.storage import check_url, validate_key
 
 __all__ = [
     "ArrayLayout",

@@ -11,7 +11,7 @@ from zarrcore.storage.base import (
 )
 from zarrcore.storage.local import LocalStore
 from zarrcore.storage.memory import MemoryStore
-from zarrcore.storage.registry import open_store, register, registered_schemes, unregister
+from zarrcore.storage.registry import check_url, open_store, register, registered_schemes, unregister
 
 __all__ = [
     "ByteRange",
@@ -21,6 +21,7 @@ __all__ = [
     "RangeRequest",
     "Store",
     "SuffixRequest",
+    "check_url",
     "join_key",
     "open_store",
     "register",
