@@ -103,7 +103,9 @@ def write_targets(targets: list[Target], execution: Execution, *, results: Store
     groups = []
     for t in targets:
         task_ = configure(write_chunk_batch, execution, result_storage=ledger_for(t.ref, results))
-        jobs = [BatchJob(target=t.ref, source=t.source, batch=b) for b in plan_batches(t.ref, t.itemsize, execution)]
+        jobs = [BatchJob(target=t.ref, source=t.source, batch=b, chunk_concurrency=execution.chunk_concurrency,
+                         chunk_timeout_seconds=execution.chunk_timeout_seconds)
+                for b in plan_batches(t.ref, t.itemsize, execution)]  # fmt: skip
         groups.append((task_, jobs))
     t0 = time.monotonic()
     outcomes = run_batches(groups, execution, key=f"{key}-progress", what=f"{key}: chunk batches written")
