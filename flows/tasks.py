@@ -31,6 +31,7 @@ from flows.sources import SourceSpec
 from flows.stores import StoreRef
 from flows.targets import ChunkBatch, TargetRef, create_target
 from zarrcore.errors import ChunkError
+from zarrcore.metadata import ArrayMetadata
 from zarrcore.retry import is_retryable
 
 __all__ = [
@@ -236,9 +237,9 @@ _METADATA_POLICY: dict[str, Any] = dict(**_DEFAULT_POLICY, cache_policy=NO_CACHE
 
 
 @task(name="create-array", task_run_name="create array {path!r}", **_METADATA_POLICY)
-def create_array(store: StoreRef, path: str, args: dict[str, Any], overwrite: bool) -> TargetRef:
+def create_array(store: StoreRef, path: str, metadata: ArrayMetadata, overwrite: bool) -> TargetRef:
     """Create the target array (create-only metadata: identical metadata attaches, a difference fails)."""
-    return create_target(store, path, args, overwrite=overwrite)
+    return create_target(store, path, metadata, overwrite=overwrite)
 
 
 @task(name="write-manifest", task_run_name="write manifest of {target.path!r}", **_METADATA_POLICY)
