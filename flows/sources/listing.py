@@ -53,8 +53,9 @@ def locate(url: str, storage_options: dict[str, Any] | None = None) -> SourceLoc
     Raises :class:`~zarrcore.errors.InvalidURL` (credentials, queries and unknown schemes are refused)."""
     parsed = check_url(url)
     options = dict(storage_options or {})
-    if parsed.scheme == "file":
-        path, clean = _local(parsed.path, url[:7].lower() == "file://")
+    if parsed.scheme == "file":  # the path taken literally: '?' and '#' are glob or name characters here
+        is_url = url[:7].lower() == "file://"
+        path, clean = _local(url[7:] if is_url else url, is_url)
         folder, name = os.path.split(path)
         return SourceLocation(clean, StoreRef.of(folder, options), name, local_path=path)
     if parsed.scheme == "memory":

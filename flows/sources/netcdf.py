@@ -35,8 +35,8 @@ __all__ = [
 
 #: Block size and number of blocks the store file keeps: reads of HDF5 metadata hit the cache, and the
 #: cache never holds more than ``BLOCK_SIZE * CACHE_BLOCKS`` bytes.
-BLOCK_SIZE = 256 << 10
-CACHE_BLOCKS = 32
+BLOCK_SIZE = 64 << 10
+CACHE_BLOCKS = 64
 
 
 class StoreFile(io.RawIOBase):
