@@ -135,3 +135,16 @@ def test_netcdf_kind_reads_one_variable(tmp_path: Path) -> None:
                                   xr.open_dataset(path, **RAW).precip.values[1:3, :, 2:5])  # fmt: skip
     with pytest.raises(SourceError, match="no variable 'nope'"):
         NetcdfArraySource(url=str(path), variable="nope").open()
+
+
+def test_benchmark_year_uses_the_same_files(tmp_path: Path) -> None:
+    from bench.datasets_data import YearSpec, generate_year
+
+    spec = YearSpec(start="2001-12-30", days=3, ny=4, nx=6, seed=2)
+    files = generate_year(tmp_path / "year", spec, workers=1)
+    assert [p.name for p in files] == ["era-2001-12-30.nc", "era-2001-12-31.nc", "era-2002-01-01.nc"]
+    assert files[2].read_bytes() == netcdf_bytes("2002-01-01", 24, ny=4, nx=6, seed=2)
+    stamp = files[0].stat().st_mtime_ns
+    assert generate_year(tmp_path / "year", spec) == files and files[0].stat().st_mtime_ns == stamp  # reused
+    ds = xr.open_mfdataset(files, engine="h5netcdf", combine="nested", concat_dim="time", data_vars="minimal")
+    assert ds.sizes["time"] == 72 and (np.diff(ds.time.values) == np.timedelta64(1, "h")).all()
