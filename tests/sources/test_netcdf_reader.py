@@ -146,5 +146,6 @@ def test_benchmark_year_uses_the_same_files(tmp_path: Path) -> None:
     assert files[2].read_bytes() == netcdf_bytes("2002-01-01", 24, ny=4, nx=6, seed=2)
     stamp = files[0].stat().st_mtime_ns
     assert generate_year(tmp_path / "year", spec) == files and files[0].stat().st_mtime_ns == stamp  # reused
-    ds = xr.open_mfdataset(files, engine="h5netcdf", combine="nested", concat_dim="time", data_vars="minimal")
+    ds = xr.open_mfdataset(files, engine="h5netcdf", combine="nested", concat_dim="time",
+                           data_vars="minimal", coords="minimal", compat="override")
     assert ds.sizes["time"] == 72 and (np.diff(ds.time.values) == np.timedelta64(1, "h")).all()
