@@ -58,6 +58,11 @@ class StoreFile(io.RawIOBase):
         #: Requests made and bytes fetched so far (the first block included).
         self.requests, self.bytes_fetched = 1, len(data)
 
+    @property
+    def cached_blocks(self) -> int:
+        """How many blocks the cache holds now (never more than ``cache_blocks``)."""
+        return len(self._blocks)
+
     def readable(self) -> bool:
         return True
 
@@ -171,12 +176,13 @@ class NetcdfSource:
     and its ``identity``, computed on first use (the content hash reads the whole file, pinned to the
     version being read). Close it (or use ``with``) to release the file."""
 
-    def __init__(self, url: str, variables: dict[str, NetcdfVariable], attrs: dict[str, Any], handle: Any,
-                 file: StoreFile) -> None:  # fmt: skip
+    def __init__(self, url: str, variables: dict[str, NetcdfVariable], attrs: dict[str, Any], *, file: StoreFile,
+                 handle: Any, storage_options: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.url, self.variables, self.attrs = url, variables, attrs
-        self._handle, self.file = handle, file
+        #: The file object the variables are read through (``requests``, ``bytes_fetched``, ``version``).
+        self.file = file
+        self._handle, self._options = handle, dict(storage_options or {})
         self._identity: FileIdentity | None = None
-        self._options: dict[str, Any] = {}
 
     @property
     def identity(self) -> FileIdentity:
@@ -241,9 +247,8 @@ def open_netcdf(
             collect(sub, f"{prefix}{name}/")
 
     collect(handle, "")
-    source = NetcdfSource(here.url, variables, _attrs(handle.attrs), handle, file)
-    source._options = dict(storage_options or {})
-    return source
+    return NetcdfSource(here.url, variables, _attrs(handle.attrs), file=file, handle=handle,
+                        storage_options=storage_options)  # fmt: skip
 
 
 def _first_value(source: NetcdfSource, dim: str) -> tuple[float, str | None, str | None]:
