@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import h5netcdf
 import numpy as np
 import pytest
 import xarray as xr
 
 from flows.sources.listing import file_identity, list_sources
-from flows.sources.netcdf import open_netcdf, order_by_coordinate
+from flows.sources.netcdf import StoreFile, open_netcdf, order_by_coordinate
+from tests.fixtures.instrumented import InstrumentedStore
 from tests.fixtures.netcdf_files import netcdf_bytes
 
 RAW = {"decode_cf": False, "mask_and_scale": False, "decode_times": False}
@@ -53,6 +55,10 @@ def test_one_small_variable_of_a_large_file_costs_a_few_requests(cloud: Any, bac
         assert source.file.requests <= 8, source.file.requests
         ident = source.identity
     assert ident.url == f"{root}/raw/big.nc" and ident.size == len(data) and ident.version
+    counted = InstrumentedStore(store)  # the requests as the store sees them
+    with h5netcdf.File(StoreFile(counted, "raw/big.nc"), "r") as f:
+        np.testing.assert_array_equal(f.variables["orog"][...], expected.orog.values)
+    assert counted.calls["get"] <= 6 and sum(n for *_, n in counted.gets) < len(data) // 10, counted.gets
     assert ident == file_identity(f"{root}/raw/big.nc", options)
     store.put("raw/big.nc", netcdf_bytes("2001-01-01", 24, ny=200, nx=400, seed=3))
     changed = file_identity(f"{root}/raw/big.nc", options)
