@@ -42,7 +42,7 @@ CACHE_BLOCKS = 64
 class StoreFile(io.RawIOBase):
     """A read-only, seekable file over one object of a store: each read asks only for the bytes it
     needs (``Store.get_versioned`` with a byte range), small reads go through an LRU cache of whole
-    blocks (a read of several missing blocks is one request), and a read of more than the cache holds
+    blocks (a read of several missing blocks is one request), and a read of more than half the cache
     bypasses it. Every read is pinned to the version seen at open, so a file replaced while it is read
     raises :class:`~zarrcore.errors.PreconditionFailed` instead of mixing two files."""
 
@@ -199,6 +199,10 @@ class NetcdfSource:
         if var is None or var.dims != (dim,):
             raise SourceError(f"{self.url}: no coordinate variable for dimension {dim!r}")
         return var
+
+    def coordinate_values(self, dim: str) -> np.ndarray:
+        """The stored values of the coordinate of ``dim`` (times as numbers in its ``units``)."""
+        return self.coordinate(dim).data[...]
 
     def close(self) -> None:
         self._handle.close()

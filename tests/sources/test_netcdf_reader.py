@@ -77,6 +77,7 @@ def test_reader_keeps_the_stored_encoding(tmp_path: Path, variant: str) -> None:
         time = source.coordinate("time")
         assert time.attrs["units"] == "hours since 2000-01-01" and time.attrs["calendar"] == "standard"
         assert variant != "float-time-zlib" or time.dtype == np.float64
+        np.testing.assert_array_equal(source.coordinate_values("time"), expected.time.values)
 
 
 def test_region_reads_are_lazy(tmp_path: Path) -> None:
