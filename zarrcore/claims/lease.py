@@ -100,6 +100,8 @@ class Claim:
         it was (in force until it lapses), so a renewal may simply be tried again.
         """
         with self._lock:
+            if self._lost is None and not self._released and time.monotonic() >= self._valid_until:
+                self._lose(read_current(self.store, self.path)[1], "lapsed before it was renewed")
             self.check()
             start, now = time.monotonic(), time.time()
             nxt = replace(self._record, generation=self._record.generation + 1, expires=now + self.ttl)
