@@ -17,7 +17,7 @@ from zarrcore.spec import build_array_metadata
 from zarrcore.storage import open_store
 from zarrcore.streams import ReadSummary, WriteSummary
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Array",
