@@ -74,7 +74,20 @@ def print_summary(result: dict[str, Any], console: Any) -> None:
 
 
 def describe(url: str, path: str, console: Any) -> int:
-    """Describe the array or group at ``url`` (``path``): layout, codecs, chunks stored and bytes."""
+    """Describe the array or group at ``url`` (``path``): layout, codecs, chunks stored and bytes.
+    Returns 0, or prints the error (a bad URL or path, no node there, unreadable metadata) and returns 1."""
+    from zarrcore.errors import ZarrcoreError
+
+    try:
+        return _describe(url, path, console)
+    except ZarrcoreError as exc:
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
+        return 1
+
+
+def _describe(url: str, path: str, console: Any) -> int:
     import zarrcore
     from flows.bookkeeping import is_bookkeeping
     from flows.ledger import read_manifest
