@@ -381,7 +381,7 @@ class Array(Node):
         if any(s < 0 for s in new_shape):
             raise SelectionError(f"resize: shape must be >= 0, got {new_shape}")
         new_meta = self._meta.replace(shape=new_shape)
-        trim_chunks(self, ChunkGrid(new_shape, self._meta.chunks))
+        trim_chunks(self, new_shape)
         write_node(self.store, self.path, new_meta)
         self._set_metadata(new_meta)
 
