@@ -91,6 +91,7 @@ def _describe(url: str, path: str, console: Any) -> int:
     import zarrcore
     from flows.bookkeeping import is_bookkeeping
     from flows.ledger import read_manifest
+    from zarrcore.info import codecs_of
 
     node = zarrcore.open(url, path=path)
     arrays = [node] if isinstance(node, zarrcore.Array) else []
@@ -102,7 +103,6 @@ def _describe(url: str, path: str, console: Any) -> int:
                 (arrays if isinstance(child, zarrcore.Array) else stack).append(child)  # type: ignore[arg-type]
     for a in arrays:
         m = a.metadata
-        codecs = m.codecs if m.zarr_format == 3 else {"filters": m.filters, "compressor": m.compressor}
         base = f"{a.path}/" if a.path else ""
         skip = {base + k for k in (*m.metadata_keys(), ".zattrs")}
         stored = [k for k in a.store.list(base) if k not in skip and not is_bookkeeping(k[len(base) :])]
@@ -111,7 +111,7 @@ def _describe(url: str, path: str, console: Any) -> int:
         rows = [
             ("array", a.url), ("zarr format", m.zarr_format), ("shape", a.shape), ("dtype", a.dtype),
             ("chunks", a.chunks if a.shards is None else f"{a.chunks} in shards of {a.shards}"),
-            ("fill value", a.fill_value), ("codecs", json.dumps(codecs)),
+            ("fill value", a.fill_value), ("codecs", json.dumps(codecs_of(m))),
             ("shards stored" if a.shards else "chunks stored", f"{len(stored)} of {a.nshards}"),
             ("bytes stored", nbytes),
             ("bytes (uncompressed)", a.nbytes),

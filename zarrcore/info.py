@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from zarrcore.array import Array
+    from zarrcore.metadata import ArrayMetadata
 
-__all__ = ["array_info"]
+__all__ = ["array_info", "codecs_of"]
+
+
+def codecs_of(metadata: ArrayMetadata) -> Any:
+    """The codecs as the metadata states them: the v3 codec list, or v2's filters and compressor."""
+    if metadata.zarr_format == 3:
+        return metadata.codecs
+    return {"filters": metadata.filters, "compressor": metadata.compressor}
 
 
 def array_info(array: Array) -> str:
     """Rows of ``name : value`` describing ``array``: format, URL, shape, chunks, codecs, counts."""
     m = array.metadata
-    codecs = m.codecs if m.zarr_format == 3 else {"filters": m.filters, "compressor": m.compressor}
     rows = [
         ("Type", "Array"),
         ("Zarr format", m.zarr_format),
@@ -23,7 +30,7 @@ def array_info(array: Array) -> str:
         ("Data type", m.dtype),
         ("Fill value", m.fill_value),
         ("Order", m.order),
-        ("Codecs", codecs),
+        ("Codecs", codecs_of(m)),
         ("Chunks", array.nchunks),
         ("Stored objects", array.nshards),
         ("Bytes (uncompressed)", array.nbytes),
