@@ -7,12 +7,13 @@ them. Every flows module names these keys through this one module.
 
 from __future__ import annotations
 
+from zarrcore import claims
 from zarrcore.storage import join_key
 
 __all__ = ["BOOKKEEPING_DIR", "bookkeeping_key", "is_bookkeeping", "INCARNATION", "MANIFEST", "RESULTS"]
 
-#: The folder, inside the array, that holds the flows' bookkeeping.
-BOOKKEEPING_DIR = ".zarrcore"
+#: The folder, inside the array, that holds the bookkeeping (zarrcore keeps its writer claims there too).
+BOOKKEEPING_DIR = claims.BOOKKEEPING_DIR
 #: The array's incarnation id (created once with the array).
 INCARNATION = "incarnation.json"
 #: The completion manifest.

@@ -84,7 +84,8 @@ def _layout(args: argparse.Namespace) -> dict[str, Any]:
 
 def _execution(args: argparse.Namespace) -> dict[str, Any]:
     fields = {
-        "max_workers": args.workers, "task_runner": args.task_runner, "retries": args.retries,
+        "max_workers": args.workers, "chunk_concurrency": args.chunk_concurrency, "task_runner": args.task_runner,
+        "retries": args.retries,
         "batch_bytes": int(args.batch_mb * 1024 * 1024) if args.batch_mb else None,
         "max_chunks_per_batch": args.max_chunks_per_batch, "refresh": getattr(args, "refresh", False) or None,
     }  # fmt: skip
@@ -109,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def execution_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--workers", type=int, help="batches processed at once (default: 4)")
+        sp.add_argument("--chunk-concurrency", type=int, help="chunks in flight inside one batch (default: 8)")
         sp.add_argument("--task-runner", choices=("threads", "dask"))
         sp.add_argument("--retries", type=int, help="task retries for transient errors (default: 4)")
         sp.add_argument("--batch-mb", type=float, help="uncompressed MiB per task run (default: 64)")

@@ -74,10 +74,24 @@ def print_summary(result: dict[str, Any], console: Any) -> None:
 
 
 def describe(url: str, path: str, console: Any) -> int:
-    """Describe the array or group at ``url`` (``path``): layout, codecs, chunks stored and bytes."""
+    """Describe the array or group at ``url`` (``path``): layout, codecs, chunks stored and bytes.
+    Returns 0, or prints the error (a bad URL or path, no node there, unreadable metadata) and returns 1."""
+    from zarrcore.errors import ZarrcoreError
+
+    try:
+        return _describe(url, path, console)
+    except ZarrcoreError as exc:
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
+        return 1
+
+
+def _describe(url: str, path: str, console: Any) -> int:
     import zarrcore
     from flows.bookkeeping import is_bookkeeping
     from flows.ledger import read_manifest
+    from zarrcore.info import codecs_of
 
     node = zarrcore.open(url, path=path)
     arrays = [node] if isinstance(node, zarrcore.Array) else []
@@ -89,7 +103,6 @@ def describe(url: str, path: str, console: Any) -> int:
                 (arrays if isinstance(child, zarrcore.Array) else stack).append(child)  # type: ignore[arg-type]
     for a in arrays:
         m = a.metadata
-        codecs = m.codecs if m.zarr_format == 3 else {"filters": m.filters, "compressor": m.compressor}
         base = f"{a.path}/" if a.path else ""
         skip = {base + k for k in (*m.metadata_keys(), ".zattrs")}
         stored = [k for k in a.store.list(base) if k not in skip and not is_bookkeeping(k[len(base) :])]
@@ -98,7 +111,7 @@ def describe(url: str, path: str, console: Any) -> int:
         rows = [
             ("array", a.url), ("zarr format", m.zarr_format), ("shape", a.shape), ("dtype", a.dtype),
             ("chunks", a.chunks if a.shards is None else f"{a.chunks} in shards of {a.shards}"),
-            ("fill value", a.fill_value), ("codecs", json.dumps(codecs)),
+            ("fill value", a.fill_value), ("codecs", json.dumps(codecs_of(m))),
             ("shards stored" if a.shards else "chunks stored", f"{len(stored)} of {a.nshards}"),
             ("bytes stored", nbytes),
             ("bytes (uncompressed)", a.nbytes),

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.utilities.annotations import quote
@@ -23,7 +22,7 @@ from flows.ledger import ledger_at, ledger_for
 from flows.params import ArrayLayout, Execution
 from flows.sources import SourceSpec
 from flows.stores import StoreRef
-from flows.targets import TargetRef, plan_batches, target_arguments
+from flows.targets import TargetRef, plan_batches, target_metadata
 from flows.tasks import BatchJob, configure, consolidate, create_array, record_completion, write_chunk_batch
 
 __all__ = ["Target", "BatchesFailed", "prepare_targets", "write_targets", "finish_targets"]
@@ -83,7 +82,7 @@ def prepare_targets(
     planned = []
     for path, spec in source.targets(array):
         reader = spec.open()
-        planned.append((path, spec, target_arguments(layout, reader)))
+        planned.append((path, spec, target_metadata(layout, reader)))
     # The ledgers' result-storage blocks are saved now, before any task: an API write made while the
     # server records a task run's events can meet a locked SQLite database and wait 1-2 s to retry.
     store = destination.at(destination.open().url)  # at the store's own URL, as the targets will be
@@ -91,10 +90,10 @@ def prepare_targets(
         ledger_at(store, path.strip("/"), results)
     targets = []
     create = configure(create_array, execution)
-    for path, spec, args in planned:
-        ref = create(destination, path, args, layout.overwrite)
-        logger.info("target %s: shape %s, chunks %s, %s", ref.identity, ref.shape, ref.chunks, args["dtype"])
-        targets.append(Target(ref, spec, np.dtype(args["dtype"]).itemsize))
+    for path, spec, metadata in planned:
+        ref = create(destination, path, metadata, layout.overwrite)
+        logger.info("target %s: shape %s, chunks %s, %s", ref.identity, ref.shape, ref.chunks, metadata.dtype)
+        targets.append(Target(ref, spec, metadata.dtype.itemsize))
     return targets
 
 
@@ -103,7 +102,9 @@ def write_targets(targets: list[Target], execution: Execution, *, results: Store
     groups = []
     for t in targets:
         task_ = configure(write_chunk_batch, execution, result_storage=ledger_for(t.ref, results))
-        jobs = [BatchJob(target=t.ref, source=t.source, batch=b) for b in plan_batches(t.ref, t.itemsize, execution)]
+        jobs = [BatchJob(target=t.ref, source=t.source, batch=b, chunk_concurrency=execution.chunk_concurrency,
+                         chunk_timeout_seconds=execution.chunk_timeout_seconds)
+                for b in plan_batches(t.ref, t.itemsize, execution)]  # fmt: skip
         groups.append((task_, jobs))
     t0 = time.monotonic()
     outcomes = run_batches(groups, execution, key=f"{key}-progress", what=f"{key}: chunk batches written")

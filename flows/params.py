@@ -137,6 +137,10 @@ class Execution(BaseModel):
         "threads", description="'threads': a bounded thread pool in the flow's process; 'dask': a Dask cluster."
     )
     max_workers: int = Field(4, ge=1, le=256, description="Chunk batches processed at once (threads or Dask threads).")
+    chunk_concurrency: int = Field(
+        8, ge=1, le=256, description="Chunks in flight inside one batch: source reads stay in order, encoding and "
+        "PUTs overlap (zarrcore's write_stream). Requests in flight overall: max_workers x chunk_concurrency.",
+    )  # fmt: skip
     batch_bytes: int = Field(
         64 * MiB,
         ge=1,
@@ -157,6 +161,10 @@ class Execution(BaseModel):
         description="Time limit of one batch task run (a timeout is retried). Threads cannot be interrupted, so "
         "it applies once a blocking call returns; stores bound each request with their own timeouts.",
     )
+    chunk_timeout_seconds: float | None = Field(
+        None, gt=0, le=86_400, description="Time limit of one chunk's encode and PUT inside a batch; a chunk over it "
+        "fails the batch, which is retried.",
+    )  # fmt: skip
     refresh: bool = Field(
         False, description="Rewrite every batch even if a previous run finished it (ignores the ledger)."
     )

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TargetRef",
     "ChunkBatch",
-    "target_arguments",
+    "target_metadata",
     "auto_chunks",
     "create_target",
     "open_target",
@@ -62,9 +62,10 @@ def auto_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int) -> tup
     return tuple(chunks)
 
 
-def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any]:
-    """The :func:`zarrcore.create` arguments for ``reader`` under ``layout``, validated (a bad layout
-    raises ``MetadataError``) without writing anything.
+def target_metadata(layout: ArrayLayout, reader: SourceReader) -> ArrayMetadata:
+    """The metadata of the array that lands ``reader`` under ``layout``, built and validated once by
+    :func:`zarrcore.spec.build_array_metadata` (a bad layout raises ``MetadataError``) without writing
+    anything.
 
     Unset layout fields come from a Zarr source (its format, chunks, codecs, key encoding, fill value,
     attributes and dimension names), so a copy keeps the source's layout unless told otherwise.
@@ -118,8 +119,7 @@ def target_arguments(layout: ArrayLayout, reader: SourceReader) -> dict[str, Any
             args["compressor"] = _COMPRESSORS_V2[layout.compression or "zstd"](layout.compression_level)
     if layout.shards is not None:
         args["shards"] = tuple(layout.shards)
-    build_array_metadata(**args)
-    return args
+    return build_array_metadata(**args)
 
 
 class ChunkBatch(BaseModel):
@@ -235,12 +235,12 @@ def _ref(store: StoreRef, array: zarrcore.Array, incarnation: str) -> TargetRef:
     )  # fmt: skip
 
 
-def create_target(store: StoreRef, path: str, args: dict[str, Any], *, overwrite: bool) -> TargetRef:
+def create_target(store: StoreRef, path: str, metadata: ArrayMetadata, *, overwrite: bool) -> TargetRef:
     """Create the array with :func:`zarrcore.create` (a create-only metadata write: identical metadata
     attaches, a difference raises ``MetadataConflictError`` before any chunk) and return its reference."""
     if path:
-        _ensure_parents(store, path, args["zarr_format"])
-    array = zarrcore.create(store.open(), path=path, overwrite=overwrite, **args)
+        _ensure_parents(store, path, metadata.zarr_format)
+    array = zarrcore.create(store.open(), path=path, metadata=metadata, overwrite=overwrite)
     return _ref(store, array, _incarnation(array))
 
 

@@ -31,6 +31,7 @@ from flows.sources import SourceSpec
 from flows.stores import StoreRef
 from flows.targets import ChunkBatch, TargetRef, create_target
 from zarrcore.errors import ChunkError
+from zarrcore.metadata import ArrayMetadata
 from zarrcore.retry import is_retryable
 
 __all__ = [
@@ -60,6 +61,10 @@ class BatchJob(BaseModel):
     target: TargetRef
     source: SourceSpec
     batch: ChunkBatch
+    #: Chunks in flight inside the batch (``Execution.chunk_concurrency``); not part of the cache key.
+    chunk_concurrency: int = 8
+    #: Time limit of one chunk's encode and PUT (``Execution.chunk_timeout_seconds``).
+    chunk_timeout_seconds: float | None = None
 
     def cache_key(self) -> str:
         """Array identity + incarnation + metadata fingerprint + chunk range + source fingerprint."""
@@ -132,26 +137,39 @@ _DEFAULT_POLICY = retry_policy(Execution())
     result_serializer="json",
 )
 def write_chunk_batch(job: BatchJob) -> dict[str, Any]:
-    """Write the batch's chunks (each one atomic PUT); return ``{"chunks": [[key, bytes, hash]], "raw": n}``."""
+    """Write the batch's chunks through :func:`zarrcore.write_stream` (each one atomic PUT, at most
+    ``job.chunk_concurrency`` in flight, each bounded by ``job.chunk_timeout_seconds``); return
+    ``{"chunks": [[key, bytes, hash]], "raw": n}`` in the batch's chunk order."""
     array = job.target.open()
     reader = job.source.open()
-    records: list[list[Any]] = []
+    indices = list(job.batch.indices(array.grid_shape))
+    records: dict[tuple[int, ...], list[Any]] = {}
+    failures: dict[tuple[int, ...], ChunkError] = {}
     raw = 0
-    for index in job.batch.indices(array.grid_shape):
+
+    def chunks() -> Any:
+        nonlocal raw
+        for index in indices:
+            if failures:  # a chunk failed: start no more, let those in flight finish
+                return
+            try:
+                data = reader.read(array.chunk_region(index))
+            except Exception as exc:
+                failures[index] = ChunkError(index, exc, key=array.chunk_key(index))
+                return
+            raw += data.nbytes
+            yield index, data if data.dtype == array.dtype else data.astype(array.dtype)
+
+    def written(index: tuple[int, ...], encoded: bytes | memoryview | None) -> None:
         key = array.metadata.encode_chunk_key(index)
-        try:
-            data = reader.read(array.chunk_region(index))
-            if data.dtype != array.dtype:
-                data = data.astype(array.dtype)
-            encoded = array.encode_chunk(index, data)
-            array.write_chunk_bytes(index, encoded)
-        except ChunkError:
-            raise
-        except Exception as exc:
-            raise ChunkError(index, exc, key=array.chunk_key(index)) from exc
-        raw += data.nbytes
-        records.append([key, 0, None] if encoded is None else [key, memoryview(encoded).nbytes, content_hash(encoded)])
-    return {"chunks": records, "raw": raw}
+        records[index] = [key, 0, None] if encoded is None else [key, memoryview(encoded).nbytes, content_hash(encoded)]
+
+    zarrcore.streams.write_stream(array, chunks(), concurrency=job.chunk_concurrency,
+                                  timeout=job.chunk_timeout_seconds, on_written=written,
+                                  on_error=lambda index, error: failures.setdefault(index, error))  # fmt: skip
+    if failures:  # the first failed chunk in the batch's order, whichever finished first
+        raise failures[min(failures, key=indices.index)]
+    return {"chunks": [records[index] for index in indices], "raw": raw}
 
 
 class VerifyJob(BaseModel):
@@ -219,9 +237,9 @@ _METADATA_POLICY: dict[str, Any] = dict(**_DEFAULT_POLICY, cache_policy=NO_CACHE
 
 
 @task(name="create-array", task_run_name="create array {path!r}", **_METADATA_POLICY)
-def create_array(store: StoreRef, path: str, args: dict[str, Any], overwrite: bool) -> TargetRef:
+def create_array(store: StoreRef, path: str, metadata: ArrayMetadata, overwrite: bool) -> TargetRef:
     """Create the target array (create-only metadata: identical metadata attaches, a difference fails)."""
-    return create_target(store, path, args, overwrite=overwrite)
+    return create_target(store, path, metadata, overwrite=overwrite)
 
 
 @task(name="write-manifest", task_run_name="write manifest of {target.path!r}", **_METADATA_POLICY)

@@ -25,7 +25,7 @@ from flows.sources import (
     ZarrSource,
 )
 from flows.stores import StoreRef
-from flows.targets import ChunkBatch, TargetRef, auto_chunks, plan_batches, target_arguments
+from flows.targets import ChunkBatch, TargetRef, auto_chunks, plan_batches, target_metadata
 from zarrcore.errors import MetadataError
 
 SPEC = TypeAdapter(SourceSpec)
@@ -107,11 +107,11 @@ def test_zarr_source_keeps_its_layout(tmp_path: Path, data: np.ndarray) -> None:
     reader = ZarrSource(url=str(tmp_path / "src.zarr")).open()
     assert reader.chunks == (8, 5)
     np.testing.assert_array_equal(reader.read(REGION), data[REGION])
-    args = target_arguments(ArrayLayout(), reader)
-    assert (args["zarr_format"], args["chunks"], args["compressor"]) == (2, (8, 5), {"id": "zlib", "level": 1})
-    assert np.isnan(args["fill_value"])
-    rechunked = target_arguments(ArrayLayout(chunks=(20, 12), zarr_format=3), reader)
-    assert rechunked["chunks"] == (20, 12) and rechunked["codecs"][-1]["name"] == "zstd"
+    meta = target_metadata(ArrayLayout(), reader)
+    assert (meta.zarr_format, meta.chunks, meta.compressor) == (2, (8, 5), {"id": "zlib", "level": 1})
+    assert np.isnan(meta.fill_value)
+    rechunked = target_metadata(ArrayLayout(chunks=(20, 12), zarr_format=3), reader)
+    assert rechunked.chunks == (20, 12) and rechunked.codecs[-1]["name"] == "zstd"
 
 
 def test_synthetic_chunks_are_computable_independently() -> None:
@@ -196,11 +196,11 @@ def test_bad_run_parameters_are_refused(model: type, fields: dict, message: str)
 def test_layouts_that_do_not_fit_the_source_fail_before_any_write(tmp_path: Path) -> None:
     reader = SyntheticSource(shape=(10, 10)).open()
     with pytest.raises(MetadataError, match=r"chunks: \[5\] has rank 1 but the source has shape \[10, 10\]"):
-        target_arguments(ArrayLayout(chunks=(5,)), reader)
+        target_metadata(ArrayLayout(chunks=(5,)), reader)
     with pytest.raises(MetadataError, match="dimension_names are a Zarr v3 feature"):
-        target_arguments(ArrayLayout(zarr_format=2, dimension_names=("y", "x")), reader)
+        target_metadata(ArrayLayout(zarr_format=2, dimension_names=("y", "x")), reader)
     with pytest.raises(MetadataError):
-        target_arguments(ArrayLayout(fill_value="not a number"), reader)
+        target_metadata(ArrayLayout(fill_value="not a number"), reader)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -7,25 +7,31 @@
 15.0
 """
 
-from zarrcore import errors, retry, spec, storage, streams, telemetry
+from zarrcore import claims, errors, retry, spec, storage, streams, telemetry
 from zarrcore.api import consolidate_metadata, create, create_group, open, open_array, open_group
 from zarrcore.array import Array
 from zarrcore.checkpoint import Checkpoint
+from zarrcore.claims import Claim, ClaimInfo, claim_writer, current_writer
 from zarrcore.group import Group
 from zarrcore.spec import build_array_metadata
 from zarrcore.storage import open_store
 from zarrcore.streams import ReadSummary, WriteSummary
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Array",
     "build_array_metadata",
     "Checkpoint",
+    "Claim",
+    "ClaimInfo",
+    "claim_writer",
+    "claims",
     "Group",
     "consolidate_metadata",
     "create",
     "create_group",
+    "current_writer",
     "errors",
     "open",
     "open_array",

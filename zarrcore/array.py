@@ -18,10 +18,12 @@ from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline
 from zarrcore.errors import ChunkError, CodecError, NotFound, SelectionError
 from zarrcore.grid import ChunkGrid, Projection, assigned_value, grown_shape, normalize_selection, selection_shape
+from zarrcore.info import array_info
 from zarrcore.metadata import ArrayMetadata
 from zarrcore.metadata.dtypes import is_fill
 from zarrcore.nodes import Node, write_node
 from zarrcore.pool import run_all
+from zarrcore.resizing import trim_chunks
 from zarrcore.shards import ShardParts
 from zarrcore.spec import normalize_shape
 from zarrcore.storage.base import Store, join_key
@@ -148,29 +150,7 @@ class Array(Node):
     @property
     def info(self) -> str:
         """A human-readable summary."""
-        m = self._meta
-        codecs = m.codecs if m.zarr_format == 3 else {"filters": m.filters, "compressor": m.compressor}
-        rows = [
-            ("Type", "Array"),
-            ("Zarr format", m.zarr_format),
-            ("URL", self.url),
-            ("Shape", m.shape),
-            ("Chunk shape", self.chunks),
-            ("Data type", m.dtype),
-            ("Fill value", m.fill_value),
-            ("Order", m.order),
-            ("Codecs", codecs),
-            ("Chunks", self.nchunks),
-            ("Stored objects", self.nshards),
-            ("Bytes (uncompressed)", self.nbytes),
-            ("Read-only", self.read_only),
-        ]
-        if self.shards is not None:
-            rows.insert(5, ("Shard shape", self.shards))
-        if m.dimension_names:
-            rows.insert(5, ("Dimension names", m.dimension_names))
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k:<{width}} : {v}" for k, v in rows)
+        return array_info(self)
 
     def __repr__(self) -> str:
         shards = f" shards={self.shards}" if self.shards is not None else ""
@@ -400,25 +380,8 @@ class Array(Node):
             raise SelectionError(f"resize: new shape {new_shape} has rank {len(new_shape)}, array has {self.ndim}")
         if any(s < 0 for s in new_shape):
             raise SelectionError(f"resize: shape must be >= 0, got {new_shape}")
-        old_grid = self._grid
-        new_grid = ChunkGrid(new_shape, self._meta.chunks)
         new_meta = self._meta.replace(shape=new_shape)
-        new_counts = new_grid.grid_shape
-        for idx in old_grid.indices():
-            if any(i >= n for i, n in zip(idx, new_counts, strict=True)):
-                self.store.delete(self.chunk_key(idx))
-            elif new_grid.region_shape(idx) != old_grid.region_shape(idx) and any(
-                new < old for new, old in zip(new_grid.region_shape(idx), old_grid.region_shape(idx), strict=True)
-            ):
-                chunk = self._load(idx)
-                if chunk is None:
-                    continue
-                chunk = np.array(chunk)
-                keep = new_grid.region_shape(idx)
-                mask = np.ones(self._meta.chunks, dtype=bool)
-                mask[tuple(slice(0, n) for n in keep)] = False
-                chunk[mask] = self._meta.fill
-                self.write_chunk_bytes(idx, self._encode(idx, chunk))
+        trim_chunks(self, new_shape)
         write_node(self.store, self.path, new_meta)
         self._set_metadata(new_meta)
 

@@ -34,6 +34,9 @@ __all__ = [
     "CommitConflictError",
     "PendingCommitError",
     "IncompleteCommitError",
+    "ClaimError",
+    "WriterBusy",
+    "ClaimLost",
 ]
 
 
@@ -134,6 +137,33 @@ class ChunkError(ZarrcoreError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.index, self.cause), {"key": self.key})
+
+
+class ClaimError(ZarrcoreError):
+    """A writer claim (:mod:`zarrcore.claims`) could not be taken or kept. ``path`` names the node;
+    ``holder`` is the claim in the way (a :class:`~zarrcore.claims.ClaimInfo`), when one is known."""
+
+    def __init__(self, message: str, *, path: str, holder: Any = None) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_claim_error, (type(self), str(self), self.path, self.holder))
+
+
+def _claim_error(cls: type[ClaimError], message: str, path: str, holder: Any) -> ClaimError:
+    return cls(message, path=path, holder=holder)
+
+
+class WriterBusy(ClaimError):
+    """Another live writer holds the claim on the node; the message names it (owner, host, pid, times)."""
+
+
+class ClaimLost(ClaimError):
+    """This writer's claim lapsed, was released, or was taken over; it must stop writing."""
+
+
 
 
 class DatasetError(ZarrcoreError):

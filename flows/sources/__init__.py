@@ -1,4 +1,5 @@
 """Where ingest reads from: ``.npy``/``.npz`` files, Parquet/Arrow tables, Zarr arrays on any store,
+a variable of a NetCDF4/HDF5 file on any store,
 and a deterministic synthetic generator; one module per kind.
 
 A source is chosen by a parameter model (a pydantic discriminated union on ``kind``: :data:`SourceSpec`).
@@ -14,6 +15,7 @@ from typing import Annotated
 from pydantic import Field
 
 from flows.sources.base import Region, SourceError, SourceModel, SourceReader, region_key
+from flows.sources.netcdf import NetcdfArraySource
 from flows.sources.npy import NpySource
 from flows.sources.npz import NpzSource
 from flows.sources.parquet import ParquetSource
@@ -29,12 +31,13 @@ __all__ = [
     "ParquetSource",
     "ZarrSource",
     "SyntheticSource",
+    "NetcdfArraySource",
     "SourceSpec",
     "SourceError",
     "region_key",
 ]
 
 SourceSpec = Annotated[
-    NpySource | NpzSource | ParquetSource | ZarrSource | SyntheticSource,
+    NpySource | NpzSource | ParquetSource | ZarrSource | SyntheticSource | NetcdfArraySource,
     Field(discriminator="kind", description="Where the data comes from; 'kind' selects the source type."),
 ]

@@ -68,7 +68,8 @@ class _TransposeAdapter(Adapter):
 
     def make(self, config: dict[str, Any], ctx: Context) -> Transpose:
         order, ndim = config.get("order"), len(ctx.meta.shape)
-        if not isinstance(order, list) or sorted(order) != list(range(ndim)):
+        if (not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order)
+                or sorted(order) != list(range(ndim))):  # fmt: skip
             raise CodecError(f"order must be a permutation of 0..{ndim - 1}, got {order!r}")
         return Transpose(tuple(order))
 

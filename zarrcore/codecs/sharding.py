@@ -95,6 +95,9 @@ class ShardingCodec:
         self.shard_shape = shard_shape
         self.grid = tuple(s // c for s, c in zip(shard_shape, self.inner_shape, strict=True))
         self.count = math.prod(self.grid)
+        if self.count > 2**31:
+            raise CodecError(f"{self.count} inner chunks per shard (shard {list(shard_shape)}, inner chunks "
+                             f"{list(self.inner_shape)}); at most 2**31 are supported")
         self.dtype = meta.dtype
         self.fill = meta.fill
         try:
@@ -107,8 +110,9 @@ class ShardingCodec:
             self.index_codec = build(index_meta)
         except CodecError as exc:
             raise CodecError(f"index_codecs: {exc}") from None
-        #: The encoded index's size in bytes (fixed: 16 per inner chunk, plus any checksum).
-        self.index_nbytes = len(memoryview(self.index_codec.encode(np.zeros((*self.grid, 2), "uint64"))).cast("B"))
+        #: The encoded index's size in bytes (fixed: 16 per inner chunk, plus 4 per checksum), known
+        #: without encoding one: an index is never allocated before a shard's own size is checked.
+        self.index_nbytes = 16 * self.count + 4 * sum(c.get("name") == "crc32c" for c in index_codecs)
 
     def _regions(self) -> Iterator[tuple[int, tuple[slice, ...]]]:
         """Each inner chunk's position in the index and its region in the shard, in C order."""

@@ -50,13 +50,14 @@ def needs_endian(dt: np.dtype) -> bool:
 def _v3_string(value: dict[str, Any], field: str) -> np.dtype:
     name, config = value.get("name"), value.get("configuration") or {}
     length = config.get("length_bytes") if isinstance(config, dict) else None
-    if name not in _V3_STRINGS:
+    if not isinstance(name, str) or name not in _V3_STRINGS:
         raise UnsupportedDtypeError(f"{field} {value!r} is not supported; supported: {', '.join(V3_DTYPES)}, "
                                     f"{', '.join(_V3_STRINGS)}")  # fmt: skip
     kind = _V3_STRINGS[name]
     unit = 4 if kind == "U" else 1
-    if isinstance(length, bool) or not isinstance(length, int) or length < unit or length % unit:
-        raise MetadataError(f"{field}: {name} needs configuration.length_bytes, a positive multiple of {unit}")
+    if isinstance(length, bool) or not isinstance(length, int) or not unit <= length < 2**31 or length % unit:
+        raise MetadataError(f"{field}: {name} needs configuration.length_bytes, a positive multiple of {unit} "
+                            "below 2**31")
     return np.dtype(f"{kind}{length // unit}")
 
 
@@ -191,6 +192,8 @@ def decode_fill_value(value: Any, dt: np.dtype, zarr_format: int, field: str = "
             re, im = (_float_from_json(v, part, field) for v in value)
             return dt.type(complex(float(re), float(im)))
         if kind == "O":
+            if zarr_format == 2 and isinstance(value, int | float) and not isinstance(value, bool):
+                value = str(value)  # zarr-python 2 wrote fill_value 0 for strings; zarr-python 3 reads '0'
             if not isinstance(value, str):
                 raise MetadataError(f"{field}: {value!r} is not a string")
             return value

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -73,8 +75,10 @@ def json_loads(data: bytes, key: str) -> Any:
     """Parse a metadata document; malformed JSON raises MetadataError naming the key."""
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # malformed, or integers past Python's digit limit
         raise MetadataError(f"{key}: malformed JSON: {exc}") from None
+    except RecursionError:
+        raise MetadataError(f"{key}: malformed JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise MetadataError(f"{key}: expected a JSON object, got {type(doc).__name__}")
     return doc
@@ -86,7 +90,12 @@ def _int_tuple(value: Any, field_name: str, *, positive: bool) -> tuple[int, ...
     lo = 1 if positive else 0
     if any(v < lo for v in value):
         raise MetadataError(f"{field_name}: every entry must be >= {lo}, got {list(value)}")
+    if any(v > _INT64_MAX for v in value):
+        raise MetadataError(f"{field_name}: every entry must be < 2**63, got {list(value)}")
     return tuple(int(v) for v in value)
+
+
+_INT64_MAX = 2**63 - 1
 
 
 def _must_understand(doc: dict[str, Any], known: set[str], where: str) -> dict[str, Any]:
@@ -129,6 +138,8 @@ class ArrayMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if math.prod(self.chunks) * max(self.dtype.itemsize, 1) > _INT64_MAX:
+            raise MetadataError(f"chunks: a chunk of {list(self.chunks)} {self.dtype} elements exceeds 2**63 bytes")
         if len(self.chunks) != len(self.shape):
             raise MetadataError(
                 f"chunks: rank {len(self.chunks)} does not match shape rank {len(self.shape)} "
@@ -310,8 +321,8 @@ def parse_array_v2(zarray: dict[str, Any], attrs: dict[str, Any] | None = None, 
         if required not in zarray:
             raise MetadataError(f"{where}: missing required field {required!r}")
     unknown = set(zarray) - _V2_ARRAY_KEYS
-    if unknown:
-        raise MetadataError(f"{where}: unknown fields {sorted(unknown)}")
+    if unknown:  # the v2 spec: other keys SHOULD be ignored (some writers add "node_type")
+        warnings.warn(f"{where}: ignoring unknown fields {sorted(unknown)}", stacklevel=2)
     shape = _int_tuple(zarray["shape"], f"{where}: shape", positive=False)
     chunks = _int_tuple(zarray["chunks"], f"{where}: chunks", positive=True)
     dtype = parse_dtype(zarray["dtype"], 2, f"{where}: dtype")

@@ -18,6 +18,8 @@ __all__ = [
     "PutMode",
     "Store",
     "validate_key",
+    "validate_prefix",
+    "folder_prefix",
     "join_key",
     "slice_range",
     "range_bounds",
@@ -68,6 +70,34 @@ def validate_key(key: str) -> str:
         if seg in ("", ".", ".."):
             raise InvalidKey(f"invalid key {key!r}: empty, '.' and '..' segments are not allowed", key=key)
     return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a safe listing prefix, else raise :class:`InvalidKey`.
+
+    ``""`` lists the whole store; otherwise the rules of :func:`validate_key` hold for every whole
+    segment, and the last one (a partial name, or empty after a trailing ``/``) may not be ``..``."""
+    if not isinstance(prefix, str):
+        raise InvalidKey(f"invalid prefix {prefix!r}: prefixes are strings", key=str(prefix))
+    if not prefix:
+        return prefix
+    if prefix.startswith("/"):
+        raise InvalidKey(f"invalid prefix {prefix!r}: absolute prefixes are not allowed", key=prefix)
+    if "\\" in prefix or "\x00" in prefix:
+        raise InvalidKey(f"invalid prefix {prefix!r}: backslashes and NUL are not allowed", key=prefix)
+    *whole, last = prefix.split("/")
+    if any(seg in ("", ".", "..") for seg in whole) or last in (".", ".."):
+        raise InvalidKey(f"invalid prefix {prefix!r}: empty, '.' and '..' segments are not allowed", key=prefix)
+    return prefix
+
+
+def folder_prefix(prefix: str) -> str:
+    """A folder-like prefix (``"a/b"``, ``"/a/b/"``) as ``"a/b/"`` (``""`` for the root), validated."""
+    stripped = prefix.strip("/") if isinstance(prefix, str) else prefix
+    if stripped:
+        validate_key(stripped)
+        return stripped + "/"
+    return validate_prefix(stripped)
 
 
 def join_key(*parts: str) -> str:
@@ -142,7 +172,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Yield every key starting with ``prefix``, across all pages, in no set order."""
+        """Yield every key starting with ``prefix``, across all pages, in no set order. Implementations
+        check ``prefix`` with :func:`validate_prefix`."""
 
     def exists(self, key: str) -> bool:
         """Whether the key holds an object."""
@@ -158,8 +189,7 @@ class Store(abc.ABC):
 
     def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
         """Immediate children under ``prefix``: (object names, sub-prefix names), both sorted."""
-        prefix = prefix.strip("/")
-        base = prefix + "/" if prefix else ""
+        base = folder_prefix(prefix)
         keys: set[str] = set()
         dirs: set[str] = set()
         for k in self.list(base):
@@ -170,8 +200,7 @@ class Store(abc.ABC):
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key under ``prefix`` (a folder-like prefix); return how many."""
-        prefix = prefix.strip("/")
-        base = prefix + "/" if prefix else ""
+        base = folder_prefix(prefix)
         n = 0
         for k in list(self.list(base)):
             self.delete(k)

@@ -13,6 +13,7 @@ from pathlib import Path
 from zarrcore.errors import (
     AccessDenied,
     AlreadyExists,
+    InvalidKey,
     InvalidURL,
     NotFound,
     PreconditionFailed,
@@ -26,8 +27,10 @@ from zarrcore.storage.base import (
     RangeRequest,
     Store,
     SuffixRequest,
+    folder_prefix,
     range_bounds,
     validate_key,
+    validate_prefix,
 )
 from zarrcore.storage.urls import parse_url
 
@@ -59,6 +62,8 @@ _MAX_READ_HINT = (16 << 20) + 1
 TMP_PREFIX = ".zarrcore-tmp-"
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: Reads open the file itself, never a symlink in its place (a link is resolved and checked first).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: Whether a key's '/' is already the path separator (then a path is the root, '/' and the key).
 _SLASH_PATHS = os.sep == "/" and os.altsep is None
 _NAMED_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
@@ -87,12 +92,19 @@ class LocalStore(Store):
 
     ``fsync=True`` also flushes each file to disk before it is published (durable across power
     loss, slower); without it a killed process still never leaves a torn object.
+
+    Symlinks below ``root`` are followed only while they resolve inside the root: a key whose
+    folder or file is a link leading outside raises :class:`~zarrcore.errors.InvalidKey`, and
+    listings skip such links (see docs/hardening.md).
     """
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False, read_only: bool = False) -> None:
         self.root = Path(root).expanduser().absolute()
         self._root = str(self.root)
         self._root_slash = self._root.rstrip("/") + "/"
+        self._real_root = os.path.realpath(self._root)
+        #: Folders known to resolve inside the root (a set lookup per key, not a path walk).
+        self._inside: set[str] = set()
         self.fsync = fsync
         self.read_only = read_only
         self.io_kind = "latency" if fsync else "cpu"  # a flush waits on the disk; a page-cache write does not
@@ -116,8 +128,39 @@ class LocalStore(Store):
     def _path(self, key: str) -> str:
         # Plain strings: pathlib costs more than a small object's I/O.
         if _SLASH_PATHS:
-            return self._root_slash + validate_key(key)
-        return os.path.join(self._root, *validate_key(key).split("/"))
+            path = self._root_slash + validate_key(key)
+        else:
+            path = os.path.join(self._root, *validate_key(key).split("/"))
+        folder = os.path.dirname(path)
+        if folder not in self._inside:
+            self._check_inside(folder, key)
+        return path
+
+    def _resolves_inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self._real_root or real.startswith(self._real_root.rstrip(os.sep) + os.sep)
+
+    def _check_inside(self, folder: str, key: str) -> None:
+        """Refuse a key whose folder is (or passes through) a symlink leading outside the root."""
+        if not self._resolves_inside(folder):
+            raise self._outside(key)
+        if os.path.isdir(folder):  # a folder not made yet is checked again once it exists
+            self._inside.add(folder)
+
+    def _outside(self, key: str) -> InvalidKey:
+        return InvalidKey(f"key {key!r} in {self.url} leads through a symlink outside the store root", key=key,
+                          store=self.url)  # fmt: skip
+
+    def _open_read(self, path: str, key: str) -> int:
+        """A descriptor of the file at ``path``; a symlink there is followed only into the root."""
+        try:
+            return os.open(path, os.O_RDONLY | _CLOEXEC | _NOFOLLOW)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP or not _NOFOLLOW:
+                raise
+        if not self._resolves_inside(path):
+            raise self._outside(key)
+        return os.open(path, os.O_RDONLY | _CLOEXEC)
 
     def _error(self, exc: OSError, key: str) -> StoreError:
         if isinstance(exc, PermissionError):
@@ -128,7 +171,7 @@ class LocalStore(Store):
         path = self._path(key)
         try:
             if byte_range is None:
-                fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+                fd = self._open_read(path, key)
                 try:
                     data = _read_all(fd, self._read_hint)
                 finally:
@@ -136,7 +179,7 @@ class LocalStore(Store):
                 if len(data) >= self._read_hint and self._read_hint < _MAX_READ_HINT:
                     self._read_hint = min(len(data) + 1, _MAX_READ_HINT)
                 return data
-            with open(path, "rb") as f:
+            with open(self._open_read(path, key), "rb") as f:
                 if isinstance(byte_range, RangeRequest):
                     f.seek(byte_range.start)
                     return f.read(max(0, byte_range.end - byte_range.start))
@@ -159,7 +202,7 @@ class LocalStore(Store):
         """The version is the file's identity (inode, change times, size): every put makes a new file."""
         path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+            fd = self._open_read(path, key)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no object at key {key!r} in {self.url}", key=key, store=self.url) from None
         except OSError as exc:
@@ -307,30 +350,52 @@ class LocalStore(Store):
             raise self._error(exc, key) from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
         # Walk only the deepest folder the prefix names, then filter by the full prefix.
         folder, _, _ = prefix.rpartition("/")
-        start = self.root.joinpath(*folder.split("/")) if folder else self.root
-        if not start.is_dir():
-            return
-        root_len = len(str(self.root)) + 1
-        for dirpath, _dirnames, filenames in os.walk(start):
+        start = os.path.join(self._root, *folder.split("/")) if folder else self._root
+        if not os.path.isdir(start) or not self._resolves_inside(start):
+            return iter(())
+        return self._walk(start, prefix)
+
+    def _walk(self, start: str, prefix: str) -> Iterator[str]:
+        """Keys below the folder ``start`` that begin with ``prefix``; symlinked folders are not
+        walked (as :func:`os.walk` does), symlinked files are keys only if they resolve inside."""
+        root_len = len(self._root_slash)
+        stack = [start]
+        while stack:
+            dirpath = stack.pop()
             rel_dir = dirpath[root_len:].replace(os.sep, "/") if len(dirpath) >= root_len else ""
-            for name in filenames:
-                if name.startswith(TMP_PREFIX):
+            try:
+                entries = list(os.scandir(dirpath))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.name.startswith(TMP_PREFIX):
                     continue
-                key = f"{rel_dir}/{name}" if rel_dir else name
+                if entry.is_symlink():
+                    if entry.is_dir() or not entry.is_file() or not self._resolves_inside(entry.path):
+                        continue
+                elif entry.is_dir():
+                    stack.append(entry.path)
+                    continue
+                key = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                 if key.startswith(prefix):
                     yield key
 
     def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
-        prefix = prefix.strip("/")
-        folder = self.root.joinpath(*prefix.split("/")) if prefix else self.root
+        prefix = folder_prefix(prefix).rstrip("/")
+        folder = os.path.join(self._root, *prefix.split("/")) if prefix else self._root
         keys: list[str] = []
         dirs: list[str] = []
+        if not self._resolves_inside(folder):
+            return keys, dirs
         try:
             with os.scandir(folder) as it:
                 for entry in it:
                     if entry.name.startswith(TMP_PREFIX):
+                        continue
+                    if entry.is_symlink() and not self._resolves_inside(entry.path):
                         continue
                     if not entry.is_dir():
                         keys.append(entry.name)
@@ -346,8 +411,13 @@ class LocalStore(Store):
         return any(not name.startswith(TMP_PREFIX) for _, _, names in os.walk(folder) for name in names)
 
     def size(self, key: str) -> int:
+        path = self._path(key)
         try:
-            st = os.stat(self._path(key))
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                if not self._resolves_inside(path):
+                    raise self._outside(key)
+                st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):  # a folder is not an object
@@ -355,4 +425,7 @@ class LocalStore(Store):
         return st.st_size
 
     def exists(self, key: str) -> bool:
-        return os.path.isfile(self._path(key))
+        path = self._path(key)
+        if os.path.islink(path) and not self._resolves_inside(path):
+            raise self._outside(key)
+        return os.path.isfile(path)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 from zarrcore.errors import AlreadyExists, InvalidURL, NotFound, PreconditionFailed, ReadOnlyError
-from zarrcore.storage.base import ByteRange, PutMode, Store, slice_range, validate_key
+from zarrcore.storage.base import ByteRange, PutMode, Store, slice_range, validate_key, validate_prefix
 from zarrcore.storage.urls import parse_url
 
 __all__ = ["MemoryStore"]
@@ -92,9 +92,10 @@ class MemoryStore(Store):
             self._versions.pop(key, None)
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
         with self._lock:
             keys = [k for k in self._data if k.startswith(prefix)]
-        yield from keys
+        return iter(keys)
 
     def size(self, key: str) -> int:
         validate_key(key)
