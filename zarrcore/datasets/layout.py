@@ -25,7 +25,7 @@ from zarrcore.metadata import ArrayMetadata, GroupMetadata
 from zarrcore.spec import build_array_metadata
 from zarrcore.storage.base import Store, join_key
 
-__all__ = ["Layout", "build_layout", "chunk_sizes", "dims_of", "read_layout", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["Layout", "build_layout", "chunk_sizes", "dims_of", "read_layout", "DEFAULT_CHUNK_BYTES", "fill_and_attrs"]
 
 #: The size a chunk aims at when a dimension's chunk length is not given.
 DEFAULT_CHUNK_BYTES = 4 * 2**20
@@ -53,7 +53,7 @@ def _encode_fill_attr(value: Any, dtype: np.dtype) -> Any:
     return plain_attrs({"v": value}, "_FillValue")["v"]
 
 
-def _fill_and_attrs(name: str, var: Variable, zarr_format: int) -> tuple[Any, dict[str, Any]]:
+def fill_and_attrs(name: str, var: Variable, zarr_format: int) -> tuple[Any, dict[str, Any]]:
     attrs = dict(var.attrs)
     fill = attrs.pop("_FillValue", None)
     out = plain_attrs(attrs, f"variable {name!r}")
@@ -177,7 +177,7 @@ def build_layout(
     arrays = {}
     for name, var in template.variables.items():
         shape = tuple(extent if d == dim else n for d, n in zip(var.dims, var.shape, strict=True))
-        fill, attrs = _fill_and_attrs(name, var, zarr_format)
+        fill, attrs = fill_and_attrs(name, var, zarr_format)
         shard = tuple(shard_of.get(d, per_dim[d]) for d in var.dims) if shard_of and var.dims else None
         arrays[name] = build_array_metadata(
             shape=shape,
