@@ -19,9 +19,7 @@ def piece_of(path: str | Path, *, url: str | None = None, content_hash: str | No
     path = Path(path)
     with xr.open_dataset(path, **RAW) as ds:
         ds = ds.load()
-    variables = {
-        str(name): Variable(tuple(map(str, var.dims)), var.values, dict(var.attrs)) for name, var in ds.variables.items()
-    }
+    variables = {str(k): Variable(tuple(map(str, v.dims)), v.values, dict(v.attrs)) for k, v in ds.variables.items()}
     stat = path.stat()
     source = SourceId(url or path.as_uri(), stat.st_size, str(stat.st_mtime_ns), content_hash)
     return Piece(variables, dict(ds.attrs), source)
@@ -34,8 +32,8 @@ def expected(files: Sequence[str | Path], dim: str = "time") -> xr.Dataset:
                      combine_attrs="override")  # fmt: skip
 
 
-def opened(store: Store | str, path: str = "", **kwargs: Any) -> xr.Dataset:
+def opened(store: Store | str | Path, path: str = "", **kwargs: Any) -> xr.Dataset:
     """The dataset as xarray opens it with its defaults (consolidated metadata, CF decoding)."""
-    url = store if isinstance(store, str) else store.url
+    url = store.url if isinstance(store, Store) else str(store)
     target = f"{url.rstrip('/')}/{path}" if path else url
     return xr.open_zarr(target, **kwargs).load()
