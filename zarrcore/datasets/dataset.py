@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -61,7 +62,9 @@ class Dataset:
     Appends and region writes go through a :class:`Transaction`; this object does not change, each
     commit returns a new one."""
 
-    def __init__(self, store: Store, path: str, dim: str, mode: Mode, layout: Layout) -> None:
+    def __init__(self, store: Store, path: str, dim: str, mode: Mode, layout: Layout, uid: str = "") -> None:
+        #: Made when the dataset is created: a dataset deleted and created again has another.
+        self.uid = uid
         self.store = store
         self.path = path
         self.dim = dim
@@ -131,8 +134,13 @@ class Dataset:
         return ledger, sorted(((coordinate(p, self.dim), p) for p in todo), key=lambda cp: cp[0][0].item())
 
     def _begin(self, ledger: Ledger, record: CommitRecord, pieces: list[Piece], layout: Layout) -> Transaction:
-        if ledger.pending is not None:  # an unpublished commit changed nothing a reader sees: drop it
-            mark(self.store, self.path, ledger.pending, "discarded")
+        pending = ledger.pending
+        if pending is not None and (pending.mode, pending.base, pending.target, pending.placements) == (
+            record.mode, record.base, record.target, record.placements
+        ):  # the same plan as an unpublished commit: complete that one (its written units stand)
+            return Transaction(self.store, self.path, layout, pending, pieces, self._reopen)
+        if pending is not None:  # another plan: the unpublished commit changed nothing a reader sees
+            mark(self.store, self.path, pending, "discarded")
         write_intent(self.store, self.path, record)
         return Transaction(self.store, self.path, layout, record, pieces, self._reopen)
 
@@ -235,7 +243,8 @@ def open_dataset(store: str | Store, path: str = "", *, storage_options: dict[st
     if doc is None or not isinstance(node, GroupMetadata) or node.consolidated is None:
         raise NotFound(f"no dataset at {_where(store, path)} (create it with create_dataset)", key=path or None,
                        store=store.url)  # fmt: skip
-    return Dataset(store, path, doc["dim"], doc["mode"], read_layout_of(node, store, path, doc["dim"]))
+    layout = read_layout_of(node, store, path, doc["dim"])
+    return Dataset(store, path, doc["dim"], doc["mode"], layout, str(doc.get("uid", "")))
 
 
 def create_dataset(
@@ -260,7 +269,7 @@ def create_dataset(
     ``shards`` shard lengths (v3). With ``exist_ok`` an existing dataset is opened instead."""
     store = _store(store, storage_options)
     mode: Mode = "append" if axis is None else "region"
-    doc = {"dim": dim, "mode": mode, "zarr_format": zarr_format}
+    doc = {"dim": dim, "mode": mode, "zarr_format": zarr_format, "uid": uuid.uuid4().hex}
     try:
         store.put(dataset_key(path, DATASET), json_dumps(doc), mode="create")
     except AlreadyExists:
