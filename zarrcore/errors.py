@@ -26,6 +26,17 @@ __all__ = [
     "ReadOnlyError",
     "ChunkError",
     "SelectionError",
+    "DatasetError",
+    "LayoutMismatchError",
+    "StaticMismatchError",
+    "OrderError",
+    "ChangedSourceError",
+    "CommitConflictError",
+    "PendingCommitError",
+    "IncompleteCommitError",
+    "ClaimError",
+    "WriterBusy",
+    "ClaimLost",
 ]
 
 
@@ -153,4 +164,51 @@ class ClaimLost(ClaimError):
     """This writer's claim lapsed, was released, or was taken over; it must stop writing."""
 
 
-__all__ += ["ClaimError", "WriterBusy", "ClaimLost"]
+
+
+class DatasetError(ZarrcoreError):
+    """A dataset operation (create, append, region write) was refused; nothing was published.
+    ``variable`` and ``source`` name the culprit, when one is involved."""
+
+    def __init__(self, message: str, *, variable: str | None = None, source: str | None = None) -> None:
+        self.variable = variable
+        self.source = source
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_dataset_error, (type(self), str(self), self.__dict__.copy()))
+
+
+def _dataset_error(cls: type[DatasetError], message: str, state: dict[str, Any]) -> DatasetError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class LayoutMismatchError(DatasetError, ValueError):
+    """A piece does not fit the dataset: a variable missing or extra, other dims, dtype or encoding."""
+
+
+class StaticMismatchError(LayoutMismatchError):
+    """A variable without the append dimension differs from the one already written."""
+
+
+class OrderError(DatasetError, ValueError):
+    """A piece overlaps another or precedes the dataset's published end along the dimension."""
+
+
+class ChangedSourceError(DatasetError):
+    """A source already landed has changed (another size, version or content hash)."""
+
+
+class CommitConflictError(DatasetError):
+    """Another writer took this commit number first; this writer wrote nothing."""
+
+
+class PendingCommitError(DatasetError):
+    """An unpublished commit must be completed first and its sources were not given."""
+
+
+class IncompleteCommitError(DatasetError):
+    """A commit was asked for before every unit of the transaction was written."""

@@ -13,7 +13,7 @@ from zarrcore.nodes import Node, create_node, describe_location, node_from_docum
 from zarrcore.spec import resolve_metadata
 from zarrcore.storage.base import Store, join_key, validate_key
 
-__all__ = ["Group", "open_node", "consolidate"]
+__all__ = ["Group", "open_node", "consolidate", "consolidated_metadata", "write_consolidated"]
 
 
 
@@ -217,16 +217,37 @@ def consolidate(store: Store, path: str = "") -> Group:
     meta = read_node(store, path)
     if not isinstance(meta, GroupMetadata):
         raise TypeError(f"{describe_location(store, path)} is an array; consolidate a group")
-    docs = _walk_documents(store, path, meta.zarr_format)
-    if meta.zarr_format == 3:
-        new = GroupMetadata(3, meta.attributes, docs)
-        write_node(store, path, new)
-    else:
-        root_docs = GroupMetadata(2, meta.attributes).to_documents()
-        full = {**root_docs, **docs}
-        store.put(join_key(path, ZMETADATA), json_dumps({"metadata": full, "zarr_consolidated_format": 1}))
-        new = GroupMetadata(2, meta.attributes, full)
+    new = _with_documents(meta, _walk_documents(store, path, meta.zarr_format))
+    write_consolidated(store, path, new)
     return Group(store, path, new)
+
+
+def _with_documents(meta: GroupMetadata, docs: dict[str, Any]) -> GroupMetadata:
+    if meta.zarr_format == 3:
+        return GroupMetadata(3, meta.attributes, docs)
+    return GroupMetadata(2, meta.attributes, {**GroupMetadata(2, meta.attributes).to_documents(), **docs})
+
+
+def consolidated_metadata(
+    meta: GroupMetadata, children: dict[str, ArrayMetadata | GroupMetadata]
+) -> GroupMetadata:
+    """The group's metadata with ``children`` (paths relative to the group -> their metadata) as its
+    consolidated entries, built in memory: nothing is read or written."""
+    docs: dict[str, Any] = {}
+    for rel, child in sorted(children.items()):
+        for key, doc in child.to_documents().items():
+            docs[rel if meta.zarr_format == 3 else f"{rel}/{key}"] = doc
+    return _with_documents(meta, docs)
+
+
+def write_consolidated(store: Store, path: str, meta: GroupMetadata) -> None:
+    """Write a group's consolidated metadata as one PUT: v3 the group's ``zarr.json`` with its inline
+    entries, v2 ``.zmetadata``."""
+    if meta.zarr_format == 3:
+        write_node(store, path, meta)
+    else:
+        doc = {"metadata": meta.consolidated or {}, "zarr_consolidated_format": 1}
+        store.put(join_key(path, ZMETADATA), json_dumps(doc))
 
 
 def open_group_mode(store: Store, path: str, mode: Literal["r", "r+"]) -> Group:

@@ -1,0 +1,175 @@
+"""Commit records and the ledger of landed sources, kept in the dataset's ``.zarrcore/`` folder.
+
+Each commit ``n`` has one record, ``.zarrcore/commits/<n>.json``, written create-only before any of
+its chunks (two writers cannot both take number ``n``). It holds the sources, where each lands along
+the dimension, and the extent before and after. A commit is *published* when its record says so, or
+(append mode) when the consolidated metadata already has its target extent: the record is marked
+after the consolidated PUT, which is the commit point. The ledger is the sources of published commits.
+The folder's keys are not Zarr nodes, so xarray and zarr-python never see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from zarrcore.datasets.model import SourceId
+from zarrcore.errors import AlreadyExists, CommitConflictError, MetadataError, NotFound
+from zarrcore.metadata import json_dumps, json_loads
+from zarrcore.storage.base import Store, join_key
+
+__all__ = ["BOOKKEEPING_DIR", "CommitRecord", "Landed", "Ledger", "Placement", "read_ledger", "write_intent",
+           "mark", "dataset_key"]  # fmt: skip
+
+#: The bookkeeping folder inside the dataset's group (the name the flows use for arrays too).
+BOOKKEEPING_DIR = ".zarrcore"
+COMMITS = "commits"
+DATASET = "dataset.json"
+
+State = Literal["intent", "published", "discarded"]
+
+
+def dataset_key(path: str, *parts: str) -> str:
+    """The store key of ``parts`` inside the dataset's bookkeeping folder."""
+    return join_key(path, BOOKKEEPING_DIR, *parts)
+
+
+def _record_key(path: str, number: int) -> str:
+    return dataset_key(path, COMMITS, f"{number:08d}.json")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one source lands: ``[start, stop)`` along the dimension."""
+
+    source: SourceId | None
+    start: int
+    stop: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": None if self.source is None else self.source.to_json(), "start": self.start,
+                "stop": self.stop}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Placement:
+        src = doc.get("source")
+        return cls(None if src is None else SourceId.from_json(src), int(doc["start"]), int(doc["stop"]))
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One commit: its number, mode, the extent before (``base``) and after (``target``), the
+    placements of its sources in order, and its state."""
+
+    number: int
+    mode: Literal["append", "region"]
+    base: int
+    target: int
+    placements: tuple[Placement, ...]
+    state: State = "intent"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit": self.number, "mode": self.mode, "base": self.base, "target": self.target,
+                "state": self.state, "placements": [p.to_json() for p in self.placements]}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], where: str) -> CommitRecord:
+        try:
+            return cls(int(doc["commit"]), doc["mode"], int(doc["base"]), int(doc["target"]),
+                       tuple(Placement.from_json(p) for p in doc["placements"]), doc["state"])  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetadataError(f"{where}: malformed commit record ({exc})") from None
+
+    @property
+    def id(self) -> str:
+        """The transaction id: the commit number as text."""
+        return str(self.number)
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A landed source: its identity as recorded, the commit that published it and its range."""
+
+    source: SourceId
+    commit: int
+    start: int
+    stop: int
+
+
+@dataclass
+class Ledger:
+    """The published commits' sources by key, the last commit number and the unpublished commit, if any."""
+
+    landed: dict[str, Landed] = field(default_factory=dict)
+    last: int = 0
+    pending: CommitRecord | None = None
+    published: list[int] = field(default_factory=list)
+
+
+def read_records(store: Store, path: str) -> list[CommitRecord]:
+    """Every commit record, by number."""
+    prefix = dataset_key(path, COMMITS) + "/"
+    keys = sorted(k for k in store.list(prefix) if k.endswith(".json"))
+
+    def load(key: str) -> CommitRecord:
+        return CommitRecord.from_json(json_loads(store.get(key), key), key)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(keys)))) as pool:
+        return sorted(pool.map(load, keys), key=lambda r: r.number)
+
+
+def is_published(record: CommitRecord, extent: int) -> bool:
+    """Whether ``record`` is published, given the consolidated extent along the dimension."""
+    if record.state != "intent":
+        return record.state == "published"
+    return record.mode == "append" and record.base < record.target == extent
+
+
+def read_ledger(store: Store, path: str, extent: int) -> Ledger:
+    """The ledger as the commit records and the published ``extent`` make it."""
+    out = Ledger()
+    for record in read_records(store, path):
+        out.last = max(out.last, record.number)
+        if is_published(record, extent):
+            out.published.append(record.number)
+            for p in record.placements:
+                if p.source is not None:
+                    out.landed[p.source.key] = Landed(p.source, record.number, p.start, p.stop)
+        elif record.state == "intent":
+            out.pending = record
+    if out.pending is not None and out.pending.number != out.last:
+        raise MetadataError(f"{dataset_key(path, COMMITS)}: commit {out.pending.number} is unpublished but "
+                            f"commit {out.last} follows it")  # fmt: skip
+    return out
+
+
+def write_intent(store: Store, path: str, record: CommitRecord) -> None:
+    """Record the intent of commit ``record.number`` create-only; a writer that lost the number gets
+    :class:`CommitConflictError` (and must write nothing)."""
+    try:
+        store.put(_record_key(path, record.number), json_dumps(record.to_json()), mode="create")
+    except AlreadyExists:
+        raise CommitConflictError(
+            f"{store.url}: commit {record.number} of the dataset at {path or '/'} was taken by another writer"
+        ) from None
+
+
+def mark(store: Store, path: str, record: CommitRecord, state: State) -> CommitRecord:
+    """Overwrite the record with its new ``state`` (its number is already ours)."""
+    new = replace(record, state=state)
+    store.put(_record_key(path, record.number), json_dumps(new.to_json()))
+    return new
+
+
+def read_record(store: Store, path: str, number: int) -> CommitRecord:
+    key = _record_key(path, number)
+    try:
+        return CommitRecord.from_json(json_loads(store.get(key), key), key)
+    except NotFound:
+        raise NotFound(f"no commit {number} in the dataset at {store.url}/{path}", key=key) from None
+
+
+def sources_of(records: Iterable[CommitRecord]) -> list[str]:
+    return [p.source.key for r in records for p in r.placements if p.source is not None]
