@@ -7,11 +7,12 @@
 15.0
 """
 
-from zarrcore import claims, errors, retry, spec, storage, streams, telemetry
+from zarrcore import claims, datasets, errors, retry, spec, storage, streams, telemetry
 from zarrcore.api import consolidate_metadata, create, create_group, open, open_array, open_group
 from zarrcore.array import Array
 from zarrcore.checkpoint import Checkpoint
 from zarrcore.claims import Claim, ClaimInfo, claim_writer, current_writer
+from zarrcore.datasets import Dataset, create_dataset, open_dataset
 from zarrcore.group import Group
 from zarrcore.spec import build_array_metadata
 from zarrcore.storage import open_store
@@ -30,11 +31,15 @@ __all__ = [
     "Group",
     "consolidate_metadata",
     "create",
+    "create_dataset",
     "create_group",
     "current_writer",
+    "Dataset",
+    "datasets",
     "errors",
     "open",
     "open_array",
+    "open_dataset",
     "open_group",
     "open_store",
     "ReadSummary",
