@@ -3,11 +3,15 @@
     zarrflow ingest SOURCE DESTINATION [--array data] [--chunks 256,256] ...
     zarrflow verify DESTINATION [--array data] [--source SOURCE]
     zarrflow copy SOURCE DESTINATION [--array data] [--source-path PATH] [--chunks ...]
+    zarrflow append SOURCE DESTINATION [--dim time] [--group PATH] [--chunks time=24,lat=256,lon=256]
+                    [--variables a,b] [--region START,STOP,STEP] [--option ...] [--source-option ...]
     zarrflow info URL [--path PATH]
     zarrflow serve [--file deployments/serve.py]
 
 SOURCE is a ``.npy``, ``.npz`` (with ``--key``), ``.parquet``/``.arrow``/``.feather`` file, a Zarr URL,
 ``synthetic:SHAPE[:DTYPE[:SEED]]`` (e.g. ``synthetic:4096x4096:float32:7``), or a JSON source object.
+``ingest`` of a NetCDF4/HDF5 file (``.nc``, ``.h5``...) lands it as a dataset, as ``append`` does; the
+SOURCE of ``append`` is a path or glob of such files, on local disk or a store URL (``s3://b/raw/*.nc``).
 Flows talk to ``PREFECT_API_URL`` when it is set; otherwise Prefect starts its embedded server for the
 run, so nothing has to be started by hand.
 """
@@ -92,6 +96,34 @@ def _execution(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _sizes(text: str | None, what: str) -> dict[str, int] | None:
+    """``time=24,lat=256`` as ``{"time": 24, "lat": 256}``."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise SystemExit(f"error: {what} expects DIM=N,DIM=N (e.g. time=24,lat=256), got {text!r}")
+        out[name.strip()] = int(value)
+    return out
+
+
+def _append_params(args: argparse.Namespace) -> dict[str, Any]:
+    layout: dict[str, Any] = {"chunks": _sizes(args.chunks, "--chunks"), "shards": _sizes(args.shards, "--shards"),
+                              "zarr_format": args.zarr_format,
+                              "variables": args.variables.split(",") if args.variables else None}  # fmt: skip
+    if args.region:
+        parts = args.region.split(",")
+        if len(parts) != 3:
+            raise SystemExit(f"error: --region expects START,STOP,STEP, got {args.region!r}")
+        layout["region"] = dict(zip(("start", "stop", "step"), parts, strict=True))
+    return {"source": args.source, "destination": args.destination, "dim": args.dim, "group": args.group,
+            "layout": {k: v for k, v in layout.items() if v is not None}, "execution": _execution(args),
+            "storage_options": _options(args.option),
+            "source_storage_options": _options(args.source_option)}  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zarrflow", description="Land N-dimensional data in Zarr arrays with Prefect.")
     p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
@@ -116,7 +148,15 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--batch-mb", type=float, help="uncompressed MiB per task run (default: 64)")
         sp.add_argument("--max-chunks-per-batch", type=int)
 
-    ing = sub.add_parser("ingest", help="land a source in a Zarr array")
+    def dataset_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--dim", default="time", help="the dimension files follow each other along (default: time)")
+        sp.add_argument("--group", default="", help="path of the dataset's group in the store (default: the root)")
+        sp.add_argument("--variables", help="variables to land, comma separated (default: all)")
+        sp.add_argument("--region", metavar="START,STOP,STEP",
+                        help="region mode: the whole axis, e.g. 2001-01-01,2001-12-31T23,1h")  # fmt: skip
+        sp.add_argument("--source-option", action="append", metavar="NAME=VALUE", help="source store option")
+
+    ing = sub.add_parser("ingest", help="land a source in a Zarr array (a NetCDF file: in a dataset)")
     ing.add_argument("source")
     ing.add_argument("destination")
     ing.add_argument("--key", help="array name inside an .npz source")
@@ -125,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--source-path", default="", help="array path inside a Zarr source")
     ing.add_argument("--refresh", action="store_true", help="rewrite every batch, even finished ones")
     layout_args(ing)
+    dataset_args(ing)
     execution_args(ing)
 
     ver = sub.add_parser("verify", help="check stored chunks against the completion manifest")
@@ -142,6 +183,16 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--source-option", action="append", metavar="NAME=VALUE")
     layout_args(cp)
     execution_args(cp)
+
+    app = sub.add_parser("append", help="land new NetCDF4/HDF5 files in one growing dataset")
+    app.add_argument("source", help="path or glob of the files (local or a store URL: s3://bucket/raw/*.nc)")
+    app.add_argument("destination")
+    app.add_argument("--chunks", help="chunk length per dimension of a new dataset, e.g. time=24,lat=256,lon=256")
+    app.add_argument("--shards", help="shard length per dimension (Zarr v3), e.g. time=240")
+    app.add_argument("--zarr-format", type=int, choices=(2, 3))
+    app.add_argument("--option", action="append", metavar="NAME=VALUE", help="destination store option")
+    dataset_args(app)
+    execution_args(app)
 
     inf = sub.add_parser("info", help="describe an array or group")
     inf.add_argument("url")
@@ -164,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         runpy.run_path(str(Path(args.file)), run_name="__main__")
         return 0
+    from flows.sources.pieces import NETCDF_SUFFIXES
+
+    if args.command == "append" or (args.command == "ingest" and args.source.lower().endswith(NETCDF_SUFFIXES)):
+        from flows.append import append
+
+        return 0 if run_in_process(append, _append_params(args), console) is not None else 1
     if args.command == "ingest":
         from flows.ingest import ingest
 

@@ -14,6 +14,7 @@ ENTRYPOINTS = {
     "ingest": "flows/ingest.py:ingest",
     "verify": "flows/verify.py:verify",
     "copy": "flows/copy.py:copy_array",
+    "append": "flows/append.py:append",
 }
 
 #: Seconds to wait for Prefect's embedded server. Its first start on a new ``PREFECT_HOME`` creates and
@@ -67,7 +68,14 @@ def run_in_process(flow_fn: Any, parameters: dict[str, Any], console: Any) -> di
 
 
 def print_summary(result: dict[str, Any], console: Any) -> None:
-    for rows in result.values():
+    """A flow's summary: each list of rows as aligned ``name : value`` blocks, other entries as one line."""
+    plain = {k: v for k, v in result.items() if not (isinstance(v, list) and v and isinstance(v[0], dict))}
+    if plain:
+        width = max(len(k) for k in plain)
+        console.print("\n".join(f"  {k:<{width}} : {v}" for k, v in plain.items()), highlight=False, markup=False)
+    for name, rows in result.items():
+        if name in plain:
+            continue
         for row in rows:
             width = max(len(k) for k in row)
             console.print("\n".join(f"  {k:<{width}} : {v}" for k, v in row.items()), highlight=False, markup=False)

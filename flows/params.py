@@ -1,4 +1,4 @@
-"""Flow parameter models shared by ingest, verify and copy.
+"""Flow parameter models shared by ingest, verify, copy and append.
 
 Every field carries a description so the Prefect UI renders a clear form; validation runs before a
 flow does any I/O, so bad parameters never leave anything written.
@@ -16,6 +16,8 @@ from zarrcore.storage import check_url, validate_key
 
 __all__ = [
     "ArrayLayout",
+    "DatasetLayout",
+    "RegionAxis",
     "Execution",
     "StorageOptions",
     "StoreURL",
@@ -177,3 +179,39 @@ class Execution(BaseModel):
         if self.dask_address and self.task_runner != "dask":
             raise ValueError("dask_address is set but task_runner is not 'dask'")
         return self
+
+
+class RegionAxis(BaseModel):
+    """The whole axis of a dataset landed in region mode: from ``start`` to ``stop`` (inclusive) by ``step``.
+
+    For a CF time coordinate, ``start``/``stop`` are dates (``2001-01-01T00``) and ``step`` a duration
+    (``1h``, ``6h``, ``1D``), encoded in the files' own units and calendar; otherwise they are numbers
+    in the coordinate's units."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: str | float = Field(description="First value of the axis: a date for a time axis, else a number.")
+    stop: str | float = Field(description="Last value of the axis (inclusive).")
+    step: str | float = Field(description="Step between values: a duration ('1h', '1D') for time, else a number.")
+
+
+class DatasetLayout(BaseModel):
+    """How a dataset's arrays are laid out and which variables land (used when the dataset is created)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chunks: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="Chunk length per dimension, e.g. {'time': 24, 'lat': 256, 'lon': 256}; dimensions not "
+        "given get chunks of about 4 MiB.",
+    )  # fmt: skip
+    shards: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="Shard length per dimension (Zarr v3), multiples of the chunks; default: no shards."
+    )
+    zarr_format: Literal[2, 3] = Field(3, description="Zarr format of a new dataset.")
+    variables: list[str] | None = Field(
+        None, description="Variables to land (their coordinates come with them); default: every variable."
+    )
+    region: RegionAxis | None = Field(
+        None, description="Region mode: create the dataset at the axis' full length, then land files into their "
+        "regions in any order. Default: append mode (files land after the dataset's end, in order).",
+    )  # fmt: skip

@@ -135,9 +135,8 @@ class Dataset:
 
     def _begin(self, ledger: Ledger, record: CommitRecord, pieces: list[Piece], layout: Layout) -> Transaction:
         pending = ledger.pending
-        if pending is not None and (pending.mode, pending.base, pending.target, pending.placements) == (
-            record.mode, record.base, record.target, record.placements
-        ):  # the same plan as an unpublished commit: complete that one (its written units stand)
+        if pending is not None and _plan(pending) == _plan(record):
+            # the same plan as an unpublished commit: complete that one (its written units stand)
             return Transaction(self.store, self.path, layout, pending, pieces, self._reopen)
         if pending is not None:  # another plan: the unpublished commit changed nothing a reader sees
             mark(self.store, self.path, pending, "discarded")
@@ -225,6 +224,10 @@ class Dataset:
         record = read_record(self.store, self.path, int(number))
         layout = self.layout.grown(record.target) if record.mode == "append" else self.layout
         return Transaction(self.store, self.path, layout, record, None, self._reopen)
+
+
+def _plan(record: CommitRecord) -> tuple[Any, ...]:
+    return record.mode, record.base, record.target, [p.same_as() for p in record.placements]
 
 
 def _read_doc(store: Store, path: str) -> dict[str, Any] | None:

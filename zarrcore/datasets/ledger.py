@@ -52,6 +52,11 @@ class Placement:
         return {"source": None if self.source is None else self.source.to_json(), "start": self.start,
                 "stop": self.stop}  # fmt: skip
 
+    def same_as(self) -> tuple[Any, ...]:
+        """What two placements must share to write the same values (a file touched but unchanged does)."""
+        src = self.source
+        return (None, None, self.start, self.stop) if src is None else (src.key, src.fingerprint, self.start, self.stop)
+
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Placement:
         src = doc.get("source")

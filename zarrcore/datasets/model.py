@@ -42,6 +42,11 @@ class SourceId:
     def key(self) -> str:
         return self.url
 
+    @property
+    def fingerprint(self) -> str:
+        """What the content is: the content hash when known, else the size and version."""
+        return self.content_hash if self.content_hash is not None else f"{self.size}:{self.version}"
+
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "size": self.size, "version": self.version, "content_hash": self.content_hash}
 

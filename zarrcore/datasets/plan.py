@@ -123,12 +123,13 @@ def new_pieces(pieces: Sequence[Piece], landed: Mapping[str, Landed]) -> list[Pi
 
 
 def _token(name: str, index: tuple[int, ...], placements: Sequence[Placement], keep: int) -> str:
-    doc = [name, list(index), keep, [p.to_json() for p in placements]]
+    doc = [name, list(index), keep, [p.same_as() for p in placements]]
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def cut_units(layout: Layout, placements: Sequence[Placement], *, base: int | None) -> list[Unit]:
-    """The stored objects the placements touch, each once, for every variable along the dimension.
+    """The stored objects the placements touch, each once, for every variable along the dimension,
+    in order along the dimension.
 
     ``layout`` is the layout after the write. In append mode (``base`` given) an object that starts
     before ``base`` keeps its first values; in region mode (``base=None``) an object keeps what the
@@ -136,7 +137,7 @@ def cut_units(layout: Layout, placements: Sequence[Placement], *, base: int | No
     spans = sorted((p.start, p.stop, i) for i, p in enumerate(placements))
     if not spans:
         return []
-    units = []
+    units: list[tuple[int, str, Unit]] = []
     for name, meta in sorted(layout.arrays.items()):
         axis = layout.axis_of(name)
         if axis is None:
@@ -155,5 +156,6 @@ def cut_units(layout: Layout, placements: Sequence[Placement], *, base: int | No
             for rest in np.ndindex(*(len(r) for r in others)) if others else [()]:
                 index = (*rest[:axis], c, *rest[axis:])
                 token = _token(name, index, [placements[i] for i in members], keep)
-                units.append(Unit(name, index, tuple(members), keep > 0, token))
-    return units
+                units.append((c, name, Unit(name, index, tuple(members), keep > 0, token)))
+    # By position along the dimension first: consecutive units read the same few sources.
+    return [u for _, _, u in sorted(units, key=lambda cu: (cu[0], cu[1], cu[2].index))]

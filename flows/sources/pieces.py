@@ -1,0 +1,121 @@
+"""NetCDF4/HDF5 files as dataset pieces (:class:`zarrcore.datasets.Piece`): what each file contributes
+to a dataset, its values as stored (packed integers stay packed, times stay numbers in their units).
+
+Planning reads only a file's coordinates, static variables and attributes, then closes it, so a run
+over thousands of files never holds them open. The write tasks reopen the files they read, a few at a
+time per process (:func:`writing_piece`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from flows.sources.base import SourceError
+from flows.sources.listing import FileIdentity, file_identity
+from flows.sources.netcdf import NetcdfSource, open_netcdf
+from zarrcore.datasets import Landed, Piece, SourceId, Variable
+
+__all__ = ["planning_piece", "writing_piece", "unchanged", "selected", "NETCDF_SUFFIXES"]
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5", ".he5")
+
+
+class _ReadInTasks:
+    """The shape and dtype of a variable read by the write tasks, not while planning."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, where: str) -> None:
+        self.shape, self.dtype, self._where = shape, dtype, where
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        raise RuntimeError(f"{self._where} is read by the write tasks, not while planning")
+
+
+class _Held:
+    """A variable's lazy data that keeps its file open (h5netcdf closes a file nothing refers to)."""
+
+    def __init__(self, data: Any, source: NetcdfSource) -> None:
+        self._data, self._source = data, source
+        self.shape, self.dtype = data.shape, data.dtype
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self._data[key]  # type: ignore[no-any-return]
+
+
+def selected(source: NetcdfSource, variables: Sequence[str] | None) -> list[str]:
+    """The variables to land: ``variables`` (all by default) and the coordinates of their dims."""
+    names = list(source.variables) if not variables else list(variables)
+    unknown = sorted(set(names) - set(source.variables))
+    if unknown:
+        raise SourceError(f"{source.url}: no variable {unknown}; it has {sorted(source.variables)}")
+    dims = {d for n in names for d in source.variables[n].dims}
+    return sorted(set(names) | {d for d in dims if d in source.variables and source.variables[d].dims == (d,)})
+
+
+def _piece(source: NetcdfSource, names: list[str], source_id: SourceId | None, eager: set[str] | None) -> Piece:
+    out = {}
+    for name in names:
+        var = source.variables[name]
+        if eager is None:
+            data: Any = _Held(var.data, source)
+        elif name in eager:
+            data = np.asarray(var.data[...])
+        else:
+            data = _ReadInTasks(var.shape, var.dtype, f"{source.url}:{name}")
+        out[name] = Variable(var.dims, data, dict(var.attrs))
+    return Piece(out, dict(source.attrs), source_id)
+
+
+def planning_piece(url: str, storage_options: dict[str, Any] | None, variables: Sequence[str] | None,
+                   dim: str) -> Piece:  # fmt: skip
+    """The piece of the file at ``url`` for planning: its identity (size, version and the SHA-256 of
+    the version read), coordinates and static variables read, the rest described only. The file is
+    closed when this returns."""
+    with open_netcdf(url, storage_options) as source:
+        names = selected(source, variables)
+        if dim not in names:
+            raise SourceError(f"{url}: no coordinate variable for dimension {dim!r}")
+        eager = {n for n in names if dim not in source.variables[n].dims or source.variables[n].dims == (dim,)}
+        ident = source.identity
+        return _piece(source, names, SourceId(ident.url, ident.size, _version(ident), ident.sha256), eager)
+
+
+def unchanged(url: str, storage_options: dict[str, Any] | None, landed: Landed | None) -> bool:
+    """Whether ``url`` landed and its size and version are still those recorded (no read of its bytes)."""
+    if landed is None or landed.source.size is None or landed.source.version is None:
+        return False
+    ident = file_identity(url, storage_options, with_hash=False)
+    return (ident.size, _version(ident)) == (landed.source.size, landed.source.version)
+
+
+def _version(ident: FileIdentity) -> str | None:
+    """The store's version of the file (ETag, generation), else its modification time."""
+    return ident.version if ident.version is not None or ident.mtime_ns is None else str(ident.mtime_ns)
+
+
+def writing_piece(url: str, storage_options: dict[str, Any] | None, variables: Sequence[str]) -> Piece:
+    """The piece of ``url`` with lazily read variables, for the write tasks: the file is opened once
+    per process (at most :data:`OPEN_FILES` at a time)."""
+    return _piece(_open_source(url, json.dumps(storage_options or {}, sort_keys=True)), list(variables), None, None)
+
+
+#: Files a process keeps open for the write tasks (each holds a block cache of at most 4 MiB).
+OPEN_FILES = 16
+
+
+_opening = threading.Lock()
+
+
+def _open_source(url: str, options: str) -> NetcdfSource:
+    with _opening:  # one open per file and process, even when many threads ask at once
+        return _open_cached(url, options)
+
+
+@functools.lru_cache(maxsize=OPEN_FILES)
+def _open_cached(url: str, options: str) -> NetcdfSource:
+    return open_netcdf(url, json.loads(options))
