@@ -33,6 +33,7 @@ from flows.sources.listing import list_sources
 from flows.sources.pieces import planning_piece, unchanged
 from flows.stores import StoreRef
 from flows.tasks import configure, retry_policy
+from flows.writer import hold_writer
 from zarrcore.datasets import Piece, create_dataset, open_dataset
 from zarrcore.errors import NotFound
 
@@ -138,6 +139,7 @@ def append(
     execution: Execution = Execution(),  # noqa: B008
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
     source_storage_options: StorageOptions = {},  # noqa: B006
+    wait_for_writer_seconds: Annotated[float, Field(ge=0, le=86_400)] = 0.0,
 ) -> dict[str, Any]:
     """Land the new files matching ``source`` in the dataset at ``destination`` (and ``group``).
 
@@ -150,11 +152,23 @@ def append(
         execution: Batching, concurrency, retries and task runner.
         storage_options: Non-secret options of the destination store (endpoint_url, region, ...).
         source_storage_options: Non-secret options of the source files' store.
+        wait_for_writer_seconds: How long to wait while another flow run writes the dataset (default: fail
+            at once, naming it). A retry of the same flow run is the same writer and never waits.
     """
     logger = get_run_logger()
     store = StoreRef.of(destination, storage_options)
     store = store.at(store.open().url)
     ledger_at(store, group, None)  # the results block is saved before any task (see flows.landing)
+    with hold_writer(store, group, wait_seconds=wait_for_writer_seconds) as claim:
+        summary = _land(source, store, group, dim, layout, execution, dict(source_storage_options), claim)
+    _artifacts(summary)
+    logger.info("append: %d files landed, %d skipped; %s now %s", len(summary["landed"]), summary["skipped"],
+                summary["dataset"], summary["sizes"])  # fmt: skip
+    return summary
+
+
+def _land(source: str, store: StoreRef, group: str, dim: str, layout: DatasetLayout, execution: Execution,
+          source_storage_options: dict[str, Any], claim: Any) -> dict[str, Any]:  # fmt: skip
     plan = plan_append(source, dict(source_storage_options), store, group, dim, layout)
     summary: dict[str, Any] = {"listed": plan.listed, "skipped": plan.skipped, "landed": plan.sources}
     if plan.commit is not None:
@@ -168,6 +182,7 @@ def append(
             lines = [f"units {o.job.start}-{o.job.stop}: {o.error}" for o in failed[:10]]
             raise BatchesFailed(f"{len(failed)} of {len(outcomes)} unit batches failed; retry the flow run to redo "
                                 "only those:\n  " + "\n  ".join(lines))  # fmt: skip
+        claim.check()  # a writer whose claim lapsed must not publish
         summary.update(configure(commit_dataset, execution)(store, group, plan.commit))
         summary["commit"] = plan.commit
     ds = open_dataset(store.open(), group)
@@ -176,9 +191,6 @@ def append(
     summary.update(sizes=ds.sizes, extent=ds.extent, mode=ds.mode, dataset=store.url + (f"/{group}" if group else ""),
                    covered=[describe_value(attrs, coord[0]), describe_value(attrs, coord[-1])] if len(coord) else [],
                    missing=[list(r) for r in ds.missing()] if ds.mode == "region" else [])  # fmt: skip
-    _artifacts(summary)
-    logger.info("append: %d files landed, %d skipped; %s now %s", len(plan.sources), plan.skipped,
-                summary["dataset"], summary["sizes"])  # fmt: skip
     return summary
 
 

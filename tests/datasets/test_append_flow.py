@@ -144,3 +144,20 @@ def test_region_mode_lands_files_in_any_order(tmp_path: Path, raw: list[Path]) -
     assert state.is_completed(), state.message
     assert state.result()["missing"] == []
     xr.testing.assert_identical(opened(dest), expected(raw))
+
+
+def test_one_writer_per_dataset(tmp_path: Path, raw: list[Path]) -> None:
+    import zarrcore
+    from zarrcore.storage import LocalStore as Local
+
+    dest = tmp_path / "busy.zarr"
+    store = Local(dest)
+    with zarrcore.claim_writer(store, "", owner="another-run", ttl=60):
+        state, _ = land(str(tmp_path / "raw" / "*.nc"), dest)
+        assert state.is_failed() and "another-run" in state.message and "WriterBusy" in state.message
+        assert not (dest / "zarr.json").exists()  # nothing written before the claim
+    assert zarrcore.current_writer(store, "") is None
+    state, _ = land(str(tmp_path / "raw" / "*.nc"), dest)
+    assert state.is_completed(), state.message
+    assert zarrcore.current_writer(store, "") is None  # released at the end
+    xr.testing.assert_identical(opened(dest), expected(raw))
