@@ -49,7 +49,9 @@ def test_prefect_yaml_deploys_and_a_worker_runs_overridden_parameters(tmp_path: 
 
     with get_client(sync_client=True) as client:
         deployments = {d.name: d for d in client.read_deployments()}
-        assert {"ingest-nightly", "verify-hourly", "copy"} <= set(deployments)
+        assert {"ingest-nightly", "verify-hourly", "copy", "append-hourly"} <= set(deployments)
+        assert deployments["append-hourly"].parameters["source"] == "data/incoming/*.nc"
+        assert [s.schedule.interval.total_seconds() for s in deployments["append-hourly"].schedules] == [3600]  # type: ignore[union-attr]
         nightly = deployments["ingest-nightly"]
         assert nightly.work_pool_name == POOL and nightly.enforce_parameter_schema
         assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]  # type: ignore[union-attr]
@@ -96,7 +98,8 @@ def test_prefect_yaml_deploys_and_a_worker_runs_overridden_parameters(tmp_path: 
 def test_serve_script_declares_the_same_deployments() -> None:
     module = runpy.run_path(str(REPO / "deployments" / "serve.py"))
     served = {d.name: d for d in module["load_deployments"]()}
-    assert set(served) == {"ingest-nightly", "verify-hourly", "copy"}
+    assert set(served) == {"ingest-nightly", "verify-hourly", "copy", "append-hourly"}
+    assert served["append-hourly"].parameters["layout"] == {"chunks": {"time": 24}}
     assert served["ingest-nightly"].parameters["layout"] == {"chunks": [512, 512]}
     assert served["ingest-nightly"].schedules[0].schedule.cron == "0 2 * * *"
     assert served["verify-hourly"].schedules[0].schedule.interval.total_seconds() == 3600
