@@ -1,4 +1,5 @@
-"""``make demo``: ingest a synthetic array into ``./data/demo.zarr``, verify it, print a summary.
+"""``make demo``: ingest a synthetic array into ``./data/demo.zarr``, verify it, print a summary; then
+land daily NetCDF files in the dataset ``./data/dataset.zarr``, half first, then the rest.
 
 Run it again and every batch is skipped: the finished batches are found in the ledger, so nothing
 is rewritten. No Prefect server has to be started: without ``PREFECT_API_URL`` Prefect runs its
@@ -61,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     describe(destination, "synthetic", console)
     console.print(f"Open it with zarr-python: zarr.open_group({destination!r})['synthetic']", markup=False)
-    return 0
+    from flows.demo_dataset import run
+
+    return run(root, console)
 
 
 if __name__ == "__main__":

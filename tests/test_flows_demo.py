@@ -37,9 +37,19 @@ def test_demo_runs_on_a_fresh_machine_and_then_skips_everything(tmp_path: Path) 
     shape = tuple(DEMO_SOURCE["shape"])  # type: ignore[arg-type]
     expected = SyntheticSource(**DEMO_SOURCE).open().read(tuple(slice(0, n) for n in shape))  # type: ignore[arg-type]
     np.testing.assert_array_equal(arr[:], expected)
+    assert "3 new files landed, 0 already there" in first.stdout and "3 new files landed, 3 already" in first.stdout
+    import xarray as xr
+
+    data = tmp_path / "data"
+    files = sorted((data / "raw").glob("day-*.nc"))
+    want = xr.concat([xr.open_dataset(f, engine="h5netcdf").load() for f in files], "time", data_vars="minimal",
+                     coords="minimal", compat="override")  # fmt: skip
+    xr.testing.assert_identical(xr.open_zarr(data / "dataset.zarr").load(), want)
+    assert "Dimensions:  (lat: 72, lon: 144, time: 144)" in first.stdout
 
     from prefect.settings import PREFECT_API_URL
 
     again = demo(tmp_path, PREFECT_API_URL=str(PREFECT_API_URL.value()))  # another server: the ledger is in the array
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "every batch skipped" in again.stdout and "chunks_written : 0" in again.stdout
+    assert again.stdout.count("0 new files landed, 6 already there") == 2
