@@ -30,7 +30,7 @@ from flows.landing import BatchesFailed
 from flows.ledger import ledger_at
 from flows.params import ArrayPath, DatasetLayout, Execution, StorageOptions, StoreURL
 from flows.sources.listing import list_sources
-from flows.sources.pieces import planning_piece, unchanged
+from flows.sources.pieces import close_open_files, planning_piece, unchanged
 from flows.stores import StoreRef
 from flows.tasks import configure, retry_policy
 from flows.writer import hold_writer
@@ -174,7 +174,10 @@ def _land(source: str, store: StoreRef, group: str, dim: str, layout: DatasetLay
     if plan.commit is not None:
         writer = configure(write_dataset_units, execution, result_storage=ledger_at(store, group, None))
         jobs = _jobs(plan, store, group, execution, dict(source_storage_options))
-        [outcomes] = run_batches([(writer, jobs)], execution, key="append-progress", what="append: units written")
+        try:
+            [outcomes] = run_batches([(writer, jobs)], execution, key="append-progress", what="append: units written")
+        finally:
+            close_open_files()  # the files the tasks read in this process
         failed = [o for o in outcomes if not o.ok]
         summary.update(batches=len(outcomes), batches_cached=sum(o.cached for o in outcomes),
                        batches_failed=len(failed))  # fmt: skip

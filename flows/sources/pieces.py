@@ -8,9 +8,11 @@ time per process (:func:`writing_piece`).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +23,7 @@ from flows.sources.listing import FileIdentity, file_identity
 from flows.sources.netcdf import NetcdfSource, open_netcdf
 from zarrcore.datasets import Landed, Piece, SourceId, Variable
 
-__all__ = ["planning_piece", "writing_piece", "unchanged", "selected", "NETCDF_SUFFIXES"]
+__all__ = ["planning_piece", "writing_piece", "unchanged", "selected", "close_open_files", "NETCDF_SUFFIXES"]
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5", ".he5")
 
@@ -118,4 +120,24 @@ def _open_source(url: str, options: str) -> NetcdfSource:
 
 @functools.lru_cache(maxsize=OPEN_FILES)
 def _open_cached(url: str, options: str) -> NetcdfSource:
-    return open_netcdf(url, json.loads(options))
+    source = open_netcdf(url, json.loads(options))
+    _opened.add(source)
+    return source
+
+
+#: Every source still alive (evicted ones close when nothing refers to them any more).
+_opened: weakref.WeakSet[NetcdfSource] = weakref.WeakSet()
+
+
+@atexit.register
+def close_open_files() -> None:
+    """Close the files the write tasks opened in this process (HDF5 must close them before the
+    interpreter tears its modules down). The next task opens them again."""
+    with _opening:
+        _open_cached.cache_clear()
+        for source in list(_opened):
+            _opened.discard(source)
+            try:
+                source.close()
+            except Exception:  # a file already closed or gone: nothing to release
+                pass

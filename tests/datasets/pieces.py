@@ -27,7 +27,10 @@ def piece_of(path: str | Path, *, url: str | None = None, content_hash: str | No
 
 def expected(files: Sequence[str | Path], dim: str = "time") -> xr.Dataset:
     """What xarray gives for the files concatenated along ``dim`` (variables without it kept once)."""
-    parts = [xr.open_dataset(f, engine="h5netcdf").load() for f in files]
+    parts = []
+    for f in files:
+        with xr.open_dataset(f, engine="h5netcdf") as ds:
+            parts.append(ds.load())
     return xr.concat(parts, dim, data_vars="minimal", coords="minimal", compat="override", join="exact",
                      combine_attrs="override")  # fmt: skip
 

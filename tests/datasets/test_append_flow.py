@@ -4,7 +4,7 @@ file is refused naming it; the CLI and region mode."""
 
 from __future__ import annotations
 
-import os
+import functools
 import shutil
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import xarray as xr
 
 from flows.append import append
 from flows.cli import main as zarrflow
+from flows.sources import SourceError
 from tests.datasets.pieces import expected, opened
 from tests.fixtures.flowkit import artifacts, run_flow, task_runs
 from tests.fixtures.netcdf_files import write_netcdf, write_series
@@ -70,37 +71,35 @@ def test_files_land_in_time_order_once_and_reruns_land_nothing(tmp_path: Path, r
 
 def test_a_failed_run_retried_redoes_only_what_did_not_finish(tmp_path: Path, raw: list[Path]) -> None:
     dest = tmp_path / "ds.zarr"
-    incoming = tmp_path / "incoming"
-    shutil.copytree(tmp_path / "raw", incoming)
-    victim = incoming / raw[4].name
-    content = victim.read_bytes()
-    # planning reads every file; then the file vanishes before the write tasks open it
+    victim = raw[4].name
+    # a reader wrapper in front of the real files: opening one file fails in the write tasks (planning,
+    # which opens every file itself, is unaffected), as a file on a failing disk or share would
     from flows.sources import pieces as pieces_module
 
     real = pieces_module._open_cached
 
-    def flaky(url, options):
-        if url.endswith(victim.name) and victim.exists():
-            victim.unlink()
+    @functools.lru_cache(maxsize=16)
+    def failing(url, options):
+        if url.endswith(victim):
+            raise SourceError(f"injected: cannot read {victim}")
         return real(url, options)
 
     real.cache_clear()
-    pieces_module._open_cached = flaky  # type: ignore[assignment]
+    pieces_module._open_cached = failing  # type: ignore[assignment]
     try:
-        state, run_id = land(str(incoming / "*.nc"), dest)
+        state, run_id = land(str(tmp_path / "raw" / "*.nc"), dest)
     finally:
         pieces_module._open_cached = real
+        real.cache_clear()  # the flow closed the files it opened through the wrapper
     assert state.is_failed()
-    assert "unit batches failed" in state.message or "failed" in str(state.message)
+    assert "unit batches failed" in state.message and f"cannot read {victim}" in state.message
     first = unit_states(run_id)
     assert "Failed" in first and "Completed" in first
     assert opened(dest).sizes["time"] == 0  # nothing published
-    victim.write_bytes(content)
-    os.utime(victim, ns=(raw[4].stat().st_atime_ns, raw[4].stat().st_mtime_ns))
-    state, run_id = land(str(incoming / "*.nc"), dest)
+    state, run_id = land(str(tmp_path / "raw" / "*.nc"), dest)  # the rerun: same plan, same commit
     assert state.is_completed(), state.message
     second = unit_states(run_id)
-    assert second.count("Cached") == first.count("Completed") and "Completed" in second
+    assert second.count("Cached") == first.count("Completed") and second.count("Completed") == first.count("Failed")
     xr.testing.assert_identical(opened(dest), expected(raw))
 
 
