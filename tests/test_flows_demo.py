@@ -40,10 +40,14 @@ def test_demo_runs_on_a_fresh_machine_and_then_skips_everything(tmp_path: Path) 
     assert "3 new files landed, 0 already there" in first.stdout and "3 new files landed, 3 already" in first.stdout
     import xarray as xr
 
+    def expected_file(f: Path) -> xr.Dataset:
+        with xr.open_dataset(f, engine="h5netcdf") as ds:
+            return ds.load()
+
     data = tmp_path / "data"
     files = sorted((data / "raw").glob("day-*.nc"))
-    want = xr.concat([xr.open_dataset(f, engine="h5netcdf").load() for f in files], "time", data_vars="minimal",
-                     coords="minimal", compat="override")  # fmt: skip
+    want = xr.concat([expected_file(f) for f in files], "time", data_vars="minimal", coords="minimal",
+                     compat="override")
     xr.testing.assert_identical(xr.open_zarr(data / "dataset.zarr").load(), want)
     assert "Dimensions:  (lat: 72, lon: 144, time: 144)" in first.stdout
 

@@ -29,8 +29,9 @@ def test_appends_equal_xarray_concat_after_every_step(tmp_path, files, zarr_form
         got = opened(store, "d")
         xr.testing.assert_identical(got, expected(files[:n]))
         assert ds.extent == 6 * n
-    for name in ("t2m", "precip", "orog"):
-        assert got[name].encoding["dtype"] == xr.open_dataset(files[0], engine="h5netcdf")[name].encoding["dtype"]
+    with xr.open_dataset(files[0], engine="h5netcdf") as first:
+        for name in ("t2m", "precip", "orog"):
+            assert got[name].encoding["dtype"] == first[name].encoding["dtype"]
     assert got["precip"].encoding["scale_factor"] == pytest.approx(0.01)
     assert got.time.encoding["units"] == "hours since 2000-01-01"
 
@@ -47,7 +48,8 @@ def test_zarr_python_reads_the_dataset_with_its_dimension_names(tmp_path, files,
         assert t2m.metadata.dimension_names == ("time", "lat", "lon")
     else:
         assert t2m.attrs["_ARRAY_DIMENSIONS"] == ["time", "lat", "lon"]
-    raw = xr.open_dataset(files[2], engine="h5netcdf", mask_and_scale=False, decode_times=False)
+    with xr.open_dataset(files[2], engine="h5netcdf", mask_and_scale=False, decode_times=False) as ds:
+        raw = ds.load()
     np.testing.assert_array_equal(t2m[12:18], raw.t2m.values)
     np.testing.assert_array_equal(group["precip"][12:18], raw.precip.values)
 
