@@ -1,11 +1,12 @@
 """The README's Python examples run as written."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.fixtures.paths import REPO
+
+README = REPO / "README.md"
 
 
 def test_readme_examples_run(tmp_path, monkeypatch, capsys):

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 
 import zarrcore
+from tests.fixtures.instrumented import InstrumentedStore
 from zarrcore import telemetry
 from zarrcore.errors import AccessDenied, ChunkError, MetadataError, NotFound, PreconditionFailed
 from zarrcore.spec import build_array_metadata
 from zarrcore.storage import LocalStore, MemoryStore
 from zarrcore.storage.base import RangeRequest
 from zarrcore.storage.ranges import COALESCE_GAP, COALESCE_MAX, coalesce
-
-from .fixtures.instrumented import InstrumentedStore
 
 # ------------------------------------------------------------------------------------------ names
 

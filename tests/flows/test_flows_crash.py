@@ -18,8 +18,8 @@ from flows.ingest import ingest
 from flows.sources import SyntheticSource
 from tests.fixtures.faultstore import write_plan
 from tests.fixtures.flowkit import count_chunk_writes, run_flow, wait_until
+from tests.fixtures.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SOURCE = {"kind": "synthetic", "shape": [96, 64], "dtype": "float64", "seed": 17, "pattern": "noise"}
 WORKERS, PER_BATCH = 2, 4  # so at most 2 x 4 chunks are in flight
 RUNNER = """

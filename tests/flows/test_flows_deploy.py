@@ -17,10 +17,10 @@ import zarr
 
 from flows.sources import SyntheticSource
 from tests.fixtures.flowkit import wait_until
+from tests.fixtures.paths import REPO
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-REPO = Path(__file__).resolve().parents[1]
 POOL = "zarrflow-process"
 
 

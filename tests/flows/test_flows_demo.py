@@ -15,8 +15,7 @@ import zarr
 
 from flows.demo import DEMO_SOURCE
 from flows.sources import SyntheticSource
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.paths import REPO
 
 
 def demo(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -45,7 +45,7 @@ WRITER = textwrap.dedent(
     """
     import os, sys, time
     import zarrcore
-    from tests.test_torn_chunks import version_data
+    from tests.core.test_torn_chunks import version_data
 
     def write_forever(root, version):
         a = zarrcore.open_array(root, mode="r+")

@@ -20,14 +20,12 @@ import numpy as np
 import pytest
 
 import zarrcore
+from tests.fixtures.instrumented import InstrumentedStore, chunk_gets
+from tests.fixtures.paths import REPO
 from zarrcore import telemetry
 from zarrcore.errors import AccessDenied, ChunkError, ReadOnlyError, SelectionError, TransientStoreError
 from zarrcore.retry import RetryPolicy
 from zarrcore.storage import LocalStore, Store
-
-from .fixtures.instrumented import InstrumentedStore, chunk_gets
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def stored_objects(store: Store) -> dict[str, bytes]:

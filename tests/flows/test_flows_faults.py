@@ -21,10 +21,10 @@ from flows.ledger import read_manifest
 from tests.fixtures import faultstore
 from tests.fixtures.faultstore import write_plan
 from tests.fixtures.flowkit import batch_states, count_chunk_writes, run_flow, task_runs
+from tests.fixtures.paths import REPO
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-REPO = Path(__file__).resolve().parents[1]
 FAST = {"max_workers": 3, "max_chunks_per_batch": 4, "retries": 3, "retry_delay_seconds": 0.01}
 
 

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 import zarrcore
+from tests.fixtures.instrumented import InstrumentedStore
 from zarrcore.checkpoint import CheckpointError
 from zarrcore.storage import LocalStore, MemoryStore
 from zarrcore.storage.local import TMP_PREFIX
-
-from .fixtures.instrumented import InstrumentedStore
 
 
 def saved(path: Path) -> set[tuple[int, ...]]:

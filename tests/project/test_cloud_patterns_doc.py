@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "cloud-patterns.md"
+from tests.fixtures.paths import REPO
+
+DOC = REPO / "docs" / "cloud-patterns.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(), flags=re.S | re.M)
 
 

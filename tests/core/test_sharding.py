@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 import zarrcore
+from tests.fixtures.instrumented import InstrumentedStore
 from zarrcore.codecs.sharding import EMPTY, ShardingCodec
 from zarrcore.errors import ChunkError, CodecError, MetadataError
 from zarrcore.storage import LocalStore
 from zarrcore.storage.base import RangeRequest, SuffixRequest
-
-from .fixtures.instrumented import InstrumentedStore
 
 zarr = pytest.importorskip("zarr")
 

@@ -15,11 +15,10 @@ import pytest
 
 import zarrcore
 import zarrcore.otel
+from tests.fixtures.instrumented import InstrumentedStore
 from zarrcore import telemetry
 from zarrcore.errors import AccessDenied, ChunkError
 from zarrcore.storage import LocalStore
-
-from .fixtures.instrumented import InstrumentedStore
 
 Index = tuple[int, ...]
 
