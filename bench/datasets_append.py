@@ -116,7 +116,7 @@ def _run(name: str, files: list[Path], work: Path, api_url: str) -> dict[str, An
     args = json.dumps([name, [str(f) for f in files], str(dest)])
     t0 = time.perf_counter()
     with open(work / "stdout", "w+") as stdout, open(work / "stderr", "w+") as stderr:
-        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "bench.datasets_append", "--worker", args], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "bench.datasets_append", "--worker", args], env=env,
                                 cwd=ROOT, stdout=stdout, stderr=stderr)  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
