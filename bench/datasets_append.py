@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(c) per file, chunk work / (b): {lib['mib_s'] / loop['mib_s']:.2f}x (target >= 1.0)")
     if runs:
         print(f"(c) one flow run per file: {sum(runs[1:]) / max(1, len(runs) - 1):.2f} s per run after the first "
-              f"({runs[0]:.2f} s first, with the embedded server's start)")  # fmt: skip
+              f"({runs[0]:.2f} s the first, which registers the flow and creates the dataset)")  # fmt: skip
     print(f"peak RSS of the one-run flow process: {one['peak_rss_mib']} MiB (target <= 512)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
