@@ -10,9 +10,11 @@ file costs a few requests. :func:`order_by_coordinate` sorts sources by their fi
 
 from __future__ import annotations
 
+import atexit
 import collections
 import io
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -205,8 +207,11 @@ class NetcdfSource:
         return self.coordinate(dim).data[...]
 
     def close(self) -> None:
-        self._handle.close()
-        self.file.close()
+        """Release the file (again is a no-op)."""
+        _live.discard(self)
+        if not self.file.closed:
+            self._handle.close()
+            self.file.close()
 
     def __enter__(self) -> NetcdfSource:
         return self
@@ -251,8 +256,25 @@ def open_netcdf(
             collect(sub, f"{prefix}{name}/")
 
     collect(handle, "")
-    return NetcdfSource(here.url, variables, _attrs(handle.attrs), file=file, handle=handle,
-                        storage_options=storage_options)  # fmt: skip
+    source = NetcdfSource(here.url, variables, _attrs(handle.attrs), file=file, handle=handle,
+                          storage_options=storage_options)  # fmt: skip
+    _live.add(source)
+    return source
+
+
+#: Every source opened and not yet closed or collected.
+_live: weakref.WeakSet[NetcdfSource] = weakref.WeakSet()
+
+
+@atexit.register
+def close_all() -> None:
+    """Close every source still open. HDF5 must close a file read through a Python file object
+    before the interpreter tears down, or the process crashes at exit; this runs at exit."""
+    for source in list(_live):
+        try:
+            source.close()
+        except Exception:  # a file already gone: nothing left to release
+            _live.discard(source)
 
 
 def _first_value(source: NetcdfSource, dim: str) -> tuple[float, str | None, str | None]:

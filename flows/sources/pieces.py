@@ -8,7 +8,6 @@ time per process (:func:`writing_piece`).
 
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import threading
@@ -129,15 +128,15 @@ def _open_cached(url: str, options: str) -> NetcdfSource:
 _opened: weakref.WeakSet[NetcdfSource] = weakref.WeakSet()
 
 
-@atexit.register
 def close_open_files() -> None:
-    """Close the files the write tasks opened in this process (HDF5 must close them before the
-    interpreter tears its modules down). The next task opens them again."""
+    """Close the files the write tasks opened in this process (a run calls it when its writes are
+    done; at exit :func:`flows.sources.netcdf.close_all` closes whatever is left). The next task opens
+    them again."""
     with _opening:
         _open_cached.cache_clear()
         for source in list(_opened):
             _opened.discard(source)
             try:
                 source.close()
-            except Exception:  # a file already closed or gone: nothing to release
+            except Exception:  # a file already gone: nothing left to release
                 pass

@@ -150,3 +150,31 @@ def test_benchmark_year_uses_the_same_files(tmp_path: Path) -> None:
     ds = xr.open_mfdataset(files, engine="h5netcdf", combine="nested", concat_dim="time",
                            data_vars="minimal", coords="minimal", compat="override")
     assert ds.sizes["time"] == 72 and (np.diff(ds.time.values) == np.timedelta64(1, "h")).all()
+
+
+EXIT_PROBE = """
+import atexit, sys
+from flows.sources import netcdf
+if sys.argv[2] == "without-close-all":
+    atexit.unregister(netcdf.close_all)
+reader = netcdf.NetcdfArraySource(url=sys.argv[1], variable="precip").open()  # cached, never closed
+print(reader.read((slice(0, 1), slice(0, 4), slice(0, 8))).shape)
+"""
+
+
+def test_a_process_exits_cleanly_with_files_left_open(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.fixtures.paths import REPO
+
+    path = write_netcdf(tmp_path / "a.nc", "2001-01-01", 4, ny=4, nx=8)
+
+    def run(mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", EXIT_PROBE, str(path), mode], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    done = run("as-shipped")
+    assert done.returncode == 0 and done.stdout.strip() == "(1, 4, 8)", done.stderr
+    control = run("without-close-all")  # HDF5 closing a Python file object during teardown crashes
+    assert control.stdout.strip() == "(1, 4, 8)" and control.returncode != 0
