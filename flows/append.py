@@ -28,7 +28,7 @@ from flows.axis import axis_values, describe_value
 from flows.batchrun import run_batches
 from flows.landing import BatchesFailed
 from flows.ledger import ledger_at
-from flows.params import ArrayPath, DatasetLayout, Execution, StorageOptions, StoreURL
+from flows.params import ArrayPath, DatasetLayout, Execution, StorageOptions, StoreURL, WaitSeconds
 from flows.sources.listing import list_sources
 from flows.sources.pieces import close_open_files, planning_piece, unchanged
 from flows.stores import StoreRef
@@ -139,7 +139,7 @@ def append(
     execution: Execution = Execution(),  # noqa: B008
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
     source_storage_options: StorageOptions = {},  # noqa: B006
-    wait_for_writer_seconds: Annotated[float, Field(ge=0, le=86_400)] = 0.0,
+    wait_for_writer_seconds: WaitSeconds = 0.0,
 ) -> dict[str, Any]:
     """Land the new files matching ``source`` in the dataset at ``destination`` (and ``group``).
 

@@ -121,7 +121,8 @@ def _append_params(args: argparse.Namespace) -> dict[str, Any]:
     return {"source": args.source, "destination": args.destination, "dim": args.dim, "group": args.group,
             "layout": {k: v for k, v in layout.items() if v is not None}, "execution": _execution(args),
             "storage_options": _options(args.option),
-            "source_storage_options": _options(args.source_option)}  # fmt: skip
+            "source_storage_options": _options(args.source_option),
+            "wait_for_writer_seconds": args.wait_for_writer}  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--retries", type=int, help="task retries for transient errors (default: 4)")
         sp.add_argument("--batch-mb", type=float, help="uncompressed MiB per task run (default: 64)")
         sp.add_argument("--max-chunks-per-batch", type=int)
+        sp.add_argument("--wait-for-writer", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long while another run writes the target (default: fail at once)")  # fmt: skip
 
     def dataset_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--dim", default="time", help="the dimension files follow each other along (default: time)")
@@ -227,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = parse_source(args.source, key=args.key, columns=args.columns, table_layout=args.table_layout,
                               source_path=args.source_path)  # fmt: skip
         params = {"source": source, "destination": args.destination, "array": args.array, "layout": _layout(args),
-                  "execution": _execution(args), "storage_options": _options(args.option)}  # fmt: skip
+                  "execution": _execution(args), "storage_options": _options(args.option),
+                  "wait_for_writer_seconds": args.wait_for_writer}  # fmt: skip
         return 0 if run_in_process(ingest, params, console) is not None else 1
     if args.command == "verify":
         from flows.verify import verify
@@ -242,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = {"source": args.source, "destination": args.destination, "array": args.array,
               "source_path": args.source_path, "layout": _layout(args), "execution": _execution(args),
               "source_storage_options": _options(args.source_option),
-              "storage_options": _options(args.option)}  # fmt: skip
+              "storage_options": _options(args.option), "wait_for_writer_seconds": args.wait_for_writer}  # fmt: skip
     return 0 if run_in_process(copy_array, params, console) is not None else 1
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows.landing import finish_targets, prepare_targets, write_targets
-from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL
+from flows.landing import land
+from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL, WaitSeconds
 from flows.sources import ZarrSource
 from flows.stores import StoreRef
 
@@ -27,6 +27,7 @@ def copy_array(
     storage_options: StorageOptions = {},  # noqa: B006
     results_url: StoreURL | None = None,
     results_storage_options: StorageOptions = {},  # noqa: B006
+    wait_for_writer_seconds: WaitSeconds = 0.0,
 ) -> dict[str, Any]:
     """Copy the Zarr array at ``source`` (path ``source_path``) to ``array`` at ``destination``.
 
@@ -41,10 +42,11 @@ def copy_array(
         storage_options: Non-secret options of the destination store.
         results_url: Where finished batches are recorded; default: inside the target array.
         results_storage_options: Non-secret options of the results_url store.
+        wait_for_writer_seconds: How long to wait while another flow run writes a target array (default:
+            fail at once, naming it). A retry of the same flow run is the same writer and never waits.
     """
     spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
     store = StoreRef.of(destination, storage_options)
     results = StoreRef.of(results_url, results_storage_options) if results_url else None
-    targets = prepare_targets(spec, store, array, layout, execution, results)
-    write_targets(targets, execution, results=results, key="copy")
-    return finish_targets(targets, store, execution, key="copy")
+    return land(spec, store, array, layout, execution, results, key="copy",
+                wait_for_writer_seconds=wait_for_writer_seconds)

@@ -7,8 +7,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows.landing import finish_targets, prepare_targets, write_targets
-from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL
+from flows.landing import land
+from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL, WaitSeconds
 from flows.sources import SourceSpec
 from flows.stores import StoreRef
 
@@ -25,6 +25,7 @@ def ingest(
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
     results_url: StoreURL | None = None,
     results_storage_options: StorageOptions = {},  # noqa: B006
+    wait_for_writer_seconds: WaitSeconds = 0.0,
 ) -> dict[str, Any]:
     """Land ``source`` in the Zarr array ``array`` at ``destination``.
 
@@ -38,9 +39,10 @@ def ingest(
         storage_options: Non-secret options of the destination store (endpoint_url, region, ...).
         results_url: Where finished batches are recorded; default: inside the array (.zarrcore/results).
         results_storage_options: Non-secret options of the results_url store (endpoint_url, region, ...).
+        wait_for_writer_seconds: How long to wait while another flow run writes a target array (default:
+            fail at once, naming it). A retry of the same flow run is the same writer and never waits.
     """
     store = StoreRef.of(destination, storage_options)
     results = StoreRef.of(results_url, results_storage_options) if results_url else None
-    targets = prepare_targets(source, store, array, layout, execution, results)
-    write_targets(targets, execution, results=results, key="ingest")
-    return finish_targets(targets, store, execution, key="ingest")
+    return land(source, store, array, layout, execution, results, key="ingest",
+                wait_for_writer_seconds=wait_for_writer_seconds)

@@ -1,17 +1,21 @@
-"""The steps of landing a source in Zarr, shared by the ``ingest`` and ``copy`` flows.
+"""The steps of landing a source in Zarr, shared by the ``ingest`` and ``copy`` flows (:func:`land`).
 
-1. :func:`prepare_targets` opens the source and validates the layout of every target array, then
-   creates them (create-only metadata, before any chunk); bad parameters fail before any write.
-2. :func:`write_targets` maps ``write_chunk_batch`` over the chunk batches of every target.
-3. :func:`finish_targets` writes the completion manifests and consolidated metadata, publishes the
-   summary artifact, and raises if any batch failed, so the run can be retried.
+1. :func:`plan_targets` opens the source and validates the layout of every target array: bad
+   parameters fail before anything is written.
+2. The run takes the writer claim of every target array (:mod:`flows.writer`) and holds it to the end:
+   a second live run into one of them fails before it writes anything, naming this one.
+3. :func:`create_targets` creates the arrays (create-only metadata, before any chunk).
+4. :func:`write_targets` maps ``write_chunk_batch`` over the chunk batches of every target.
+5. The claims are checked once more, then :func:`finish_targets` writes the completion manifests and
+   consolidated metadata, publishes the summary artifact, and raises if any batch failed, so the run
+   can be retried.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
@@ -24,8 +28,12 @@ from flows.sources import SourceSpec
 from flows.stores import StoreRef
 from flows.targets import TargetRef, plan_batches, target_metadata
 from flows.tasks import BatchJob, configure, consolidate, create_array, record_completion, write_chunk_batch
+from flows.writer import hold_writers
 
-__all__ = ["Target", "BatchesFailed", "prepare_targets", "write_targets", "finish_targets"]
+if TYPE_CHECKING:
+    from zarrcore.metadata import ArrayMetadata
+
+__all__ = ["Target", "BatchesFailed", "land", "plan_targets", "create_targets", "write_targets", "finish_targets"]
 
 
 class BatchesFailed(RuntimeError):
@@ -69,31 +77,53 @@ class Target:
         }
 
 
-def prepare_targets(
-    source: SourceSpec,
-    destination: StoreRef,
-    array: str,
-    layout: ArrayLayout,
-    execution: Execution,
-    results: StoreRef | None = None,
-) -> list[Target]:
-    """Validate everything, save the ledgers' blocks, then create the target arrays (create-only metadata writes)."""
-    logger = get_run_logger()
+def land(source: SourceSpec, destination: StoreRef, array: str, layout: ArrayLayout, execution: Execution,
+         results: StoreRef | None, *, key: str, wait_for_writer_seconds: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    """Land ``source`` in its target arrays while holding their writer claims; the run's summary."""
+    planned = plan_targets(source, destination, array, layout, results)
+    with hold_writers(destination, [p.path for p in planned], wait_seconds=wait_for_writer_seconds) as claims:
+        targets = create_targets(planned, destination, layout, execution)
+        write_targets(targets, execution, results=results, key=key)
+        for claim in claims:
+            claim.check()  # a run whose claim lapsed (another run took over) must not mark the arrays done
+        return finish_targets(targets, destination, execution, key=key)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A target array validated but not yet created: its path, source and metadata."""
+
+    path: str
+    source: SourceSpec
+    metadata: ArrayMetadata
+
+
+def plan_targets(source: SourceSpec, destination: StoreRef, array: str, layout: ArrayLayout,
+                 results: StoreRef | None = None) -> list[Planned]:  # fmt: skip
+    """Open the source and validate the layout of every target (nothing is written to the store),
+    and save the ledgers' blocks."""
     planned = []
     for path, spec in source.targets(array):
         reader = spec.open()
-        planned.append((path, spec, target_metadata(layout, reader)))
+        planned.append(Planned(path, spec, target_metadata(layout, reader)))
     # The ledgers' result-storage blocks are saved now, before any task: an API write made while the
     # server records a task run's events can meet a locked SQLite database and wait 1-2 s to retry.
     store = destination.at(destination.open().url)  # at the store's own URL, as the targets will be
-    for path, _, _ in planned:
-        ledger_at(store, path.strip("/"), results)
+    for p in planned:
+        ledger_at(store, p.path.strip("/"), results)
+    return planned
+
+
+def create_targets(planned: list[Planned], destination: StoreRef, layout: ArrayLayout,
+                   execution: Execution) -> list[Target]:  # fmt: skip
+    """Create the target arrays (create-only metadata writes; an existing identical array is kept)."""
+    logger = get_run_logger()
     targets = []
     create = configure(create_array, execution)
-    for path, spec, metadata in planned:
-        ref = create(destination, path, metadata, layout.overwrite)
-        logger.info("target %s: shape %s, chunks %s, %s", ref.identity, ref.shape, ref.chunks, metadata.dtype)
-        targets.append(Target(ref, spec, metadata.dtype.itemsize))
+    for p in planned:
+        ref = create(destination, p.path, p.metadata, layout.overwrite)
+        logger.info("target %s: shape %s, chunks %s, %s", ref.identity, ref.shape, ref.chunks, p.metadata.dtype)
+        targets.append(Target(ref, p.source, p.metadata.dtype.itemsize))
     return targets
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "Execution",
     "StorageOptions",
     "StoreURL",
+    "WaitSeconds",
     "ArrayPath",
     "MiB",
 ]
@@ -74,6 +75,10 @@ StorageOptions = Annotated[
     Field(
         description="Non-secret store options (endpoint_url, region, ...). Credentials come from the SDK's chain.",
     ),
+]
+WaitSeconds = Annotated[
+    float,
+    Field(ge=0, le=86_400, description="Seconds to wait while another flow run writes the target (0: fail at once)."),
 ]
 
 Compression = Literal["zstd", "gzip", "blosc-zstd", "blosc-lz4", "none"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from zarrcore.attributes import Attributes
+from zarrcore.claims.record import BOOKKEEPING_DIR, CLAIMS_DIR
 from zarrcore.errors import AlreadyExists, MetadataConflictError, MetadataError, NotFound, ReadOnlyError
 from zarrcore.metadata import (
     ZARR_JSON,
@@ -20,10 +21,11 @@ from zarrcore.metadata import (
     parse_array_v3,
     parse_group_v3,
 )
-from zarrcore.storage.base import Store, join_key
+from zarrcore.storage.base import Store, folder_prefix, join_key
 
 __all__ = [
     "Node",
+    "clear_node",
     "create_node",
     "describe_location",
     "node_from_documents",
@@ -155,7 +157,8 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool = False) -> NodeMetadata:
     """Write a new node's metadata with a create-only put, before any chunk.
 
-    With ``overwrite`` everything under ``path`` is deleted first. Otherwise, if a node already
+    With ``overwrite`` everything under ``path`` is deleted first, except the writer claims (a writer
+    holding one must keep it: see docs/writers.md). Otherwise, if a node already
     exists with identical metadata, it is attached to (returned as it is); if it differs,
     :class:`MetadataConflictError` names the differing fields and nothing is written.
     """
@@ -165,7 +168,7 @@ def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool 
     except (TypeError, ValueError) as exc:  # only attributes hold free-form values
         raise MetadataError(f"{where}: attributes must be JSON-serializable (no NaN or objects): {exc}") from None
     if overwrite:
-        store.delete_prefix(path)  # the node's metadata documents included
+        clear_node(store, path)
     primary = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if isinstance(meta, ArrayMetadata) else ZGROUP)
     if not overwrite:
         existing = try_read_node(store, path)
@@ -180,6 +183,17 @@ def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool 
         if name != primary:
             store.put(join_key(path, name), data)
     return meta
+
+
+def clear_node(store: Store, path: str) -> int:
+    """Delete every key under ``path`` (metadata documents, chunks, bookkeeping) except the writer
+    claims of ``path`` and of the nodes below it; return how many were deleted."""
+    base = folder_prefix(path)
+    spared = f"/{BOOKKEEPING_DIR}/{CLAIMS_DIR}/"
+    doomed = [k for k in store.list(base) if spared not in "/" + k[len(base) :]]
+    for key in doomed:
+        store.delete(key)
+    return len(doomed)
 
 
 def _attach(existing: NodeMetadata, wanted: NodeMetadata, where: str) -> NodeMetadata:

@@ -79,3 +79,18 @@ def test_bad_arguments_are_refused() -> None:
         zarrcore.claim_writer(MemoryStore(), "a", owner="")
     with pytest.raises(ValueError, match="ttl"):
         zarrcore.claim_writer(MemoryStore(), "a", owner="x", ttl=0)
+
+
+@pytest.mark.parametrize("path", ["", "a"])
+def test_an_overwrite_spares_the_writer_claims(path: str) -> None:
+    store = MemoryStore()
+    arr = zarrcore.create(store, path=f"{path}/x".strip("/"), shape=(4,), chunks=(2,), dtype="i4")
+    arr[...] = 7
+    with zarrcore.claim_writer(store, path, owner="run-1", ttl=30.0) as claim:
+        before = {k for k in store.list("") if "/.zarrcore/claims/" in "/" + k}
+        assert before and any(k.startswith(claims_prefix(path)) for k in before)  # the check sees claims
+        zarrcore.create(store, path=path, shape=(3,), chunks=(3,), dtype="f8", overwrite=True)
+        assert {k for k in store.list("") if "/.zarrcore/claims/" in "/" + k} == before
+        assert zarrcore.current_writer(store, path).owner == "run-1"  # type: ignore[union-attr]
+        assert not any("/x/" in "/" + k for k in store.list(""))  # everything else under the node is gone
+        claim.renew()  # still ours

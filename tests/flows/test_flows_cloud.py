@@ -4,7 +4,6 @@ stores get only non-secret options; credentials come from each SDK's environment
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,36 +14,10 @@ import zarr
 from flows.ingest import ingest
 from flows.verify import verify
 from tests.fixtures.flowkit import batch_states, count_chunk_writes, run_flow
-from tests.fixtures.zarr_python_stores import ZarrPythonStores
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 FAST = {"max_workers": 3, "max_chunks_per_batch": 4, "retry_delay_seconds": 0.01}
-
-
-@pytest.fixture
-def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """``cloud(backend) -> (url, storage_options, zarr-python store)`` on a fresh bucket of the session's servers."""
-    stores = ZarrPythonStores()
-
-    def make(backend: str) -> tuple[str, dict[str, Any], Any]:
-        server = request.getfixturevalue(f"{backend}_server")
-        if backend == "s3":
-            bucket = server.new_bucket()
-            monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
-            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
-            options = {"endpoint_url": server.endpoint_url, "region": server.region, "addressing_style": "path"}
-            return f"s3://{bucket}/ds.zarr", options, stores.open(backend, server, bucket, "ds.zarr", read_only=True)
-        if backend == "gcs":
-            bucket = server.new_bucket()
-            return f"gs://{bucket}/ds.zarr", server.options(), stores.open(backend, server, bucket, "ds.zarr",
-                                                                            read_only=True)  # fmt: skip
-        container = server.new_container()
-        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", server.connection_string())
-        return f"az://{container}/ds.zarr", {}, stores.open(backend, server, container, "ds.zarr", read_only=True)
-
-    yield make
-    stores.close()
 
 
 @pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])

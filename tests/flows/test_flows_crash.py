@@ -16,6 +16,7 @@ import zarr
 
 from flows.ingest import ingest
 from flows.sources import SyntheticSource
+from flows.writer import TTL_VARIABLE
 from tests.fixtures.faultstore import write_plan
 from tests.fixtures.flowkit import count_chunk_writes, run_flow, wait_until
 from tests.fixtures.paths import REPO
@@ -52,7 +53,7 @@ def test_a_killed_run_resumes_without_redoing_finished_batches(tmp_path: Path, k
     params = {"source": SOURCE, "destination": f"faulty://{root}", "array": "a", "layout": {"chunks": [8, 8]},
               "execution": {"max_workers": WORKERS, "max_chunks_per_batch": PER_BATCH}}  # fmt: skip
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(REPO),
-           "PREFECT_LOGGING_LEVEL": "ERROR"}  # fmt: skip
+           "PREFECT_LOGGING_LEVEL": "ERROR", TTL_VARIABLE: "2"}  # fmt: skip
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(params)], cwd=REPO, env=env,
@@ -72,7 +73,7 @@ def test_a_killed_run_resumes_without_redoing_finished_batches(tmp_path: Path, k
 
     write_plan(root)  # no more delay
     with count_chunk_writes() as writes:
-        state, _ = run_flow(ingest, **params)
+        state, _ = run_flow(ingest, **params, wait_for_writer_seconds=60)  # once the dead run's claim expires
     assert state.is_completed(), state.message
     expected = SyntheticSource(**SOURCE).open().read((slice(0, 96), slice(0, 64)))  # type: ignore[arg-type]
     np.testing.assert_array_equal(zarr.open_group(str(root), mode="r")["a"][:], expected)
