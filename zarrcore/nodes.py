@@ -1,7 +1,18 @@
-"""Reading and writing node metadata in a store: the one place that enforces create-only metadata."""
+"""Reading and writing node metadata in a store: the one place that enforces create-only metadata.
+
+Creating a node is exclusive and resumable. The creator first writes a create-only **intent**,
+``<node>/.zarrcore/node.json`` (the node's kind, format and a digest of its documents): of two creators
+at one path, whatever their kinds and formats, exactly one writes it; another with other metadata gets
+:class:`~zarrcore.errors.MetadataConflictError`, one with identical metadata goes on as the same
+creation. The documents follow, the primary one (``zarr.json``, ``.zarray`` or ``.zgroup``) last with
+a create-only put, so readers see the node only complete; then the intent is deleted (the node now
+excludes others: a creator that takes a freed intent looks for the node again first). A creation cut
+at any point is finished by running it again; its intent stays until then.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from zarrcore.attributes import Attributes
@@ -26,6 +37,7 @@ from zarrcore.storage.base import Store, folder_prefix, join_key
 __all__ = [
     "Node",
     "clear_node",
+    "intent_key",
     "create_node",
     "describe_location",
     "node_from_documents",
@@ -35,6 +47,8 @@ __all__ = [
 ]
 
 NodeMetadata = ArrayMetadata | GroupMetadata
+#: The name, in the bookkeeping folder of a node, of its creation intent.
+NODE_INTENT = "node.json"
 
 
 class Node:
@@ -155,12 +169,12 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool = False) -> NodeMetadata:
-    """Write a new node's metadata with a create-only put, before any chunk.
+    """Write a new node's metadata, before any chunk (see the module docstring).
 
     With ``overwrite`` everything under ``path`` is deleted first, except the writer claims (a writer
-    holding one must keep it: see docs/writers.md). Otherwise, if a node already
-    exists with identical metadata, it is attached to (returned as it is); if it differs,
-    :class:`MetadataConflictError` names the differing fields and nothing is written.
+    holding one must keep it: see docs/writers.md). Otherwise, if a node already exists with identical
+    metadata, it is attached to (returned as it is); if it differs, or another creation with other
+    metadata holds the path, :class:`MetadataConflictError` names the difference and nothing is written.
     """
     where = describe_location(store, path)
     try:
@@ -169,20 +183,60 @@ def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool 
         raise MetadataError(f"{where}: attributes must be JSON-serializable (no NaN or objects): {exc}") from None
     if overwrite:
         clear_node(store, path)
-    primary = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if isinstance(meta, ArrayMetadata) else ZGROUP)
-    if not overwrite:
+    else:
         existing = try_read_node(store, path)
         if existing is not None:
             return _attach(existing, meta, where)
+    kind = "array" if isinstance(meta, ArrayMetadata) else "group"
+    primary = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if kind == "array" else ZGROUP)
+    digest = hashlib.sha256(b"".join(k.encode() + b"\0" + docs[k] + b"\0" for k in sorted(docs))).hexdigest()
+    intent = json_dumps({"node_type": kind, "zarr_format": meta.zarr_format, "documents": digest})
+    existing = _take_intent(store, path, intent, f"v{meta.zarr_format} {kind}")
+    if existing is not None:
+        return _attach(existing, meta, where)
+    for name, data in docs.items():  # the primary document last: the node appears complete
+        if name != primary:
+            store.put(join_key(path, name), data)
     try:
         store.put(join_key(path, primary), docs[primary], mode="create")
     except AlreadyExists:
-        existing = read_node(store, path)
-        return _attach(existing, meta, where)
-    for name, data in docs.items():
-        if name != primary:
-            store.put(join_key(path, name), data)
+        return _attach(read_node(store, path), meta, where)
+    store.delete(intent_key(path))  # done: the node itself now excludes other creators
     return meta
+
+
+def _take_intent(store: Store, path: str, intent: bytes, what: str) -> NodeMetadata | None:
+    """Write the creation intent, or go on as the same creation; the node found instead, if any."""
+    where = describe_location(store, path)
+    for _ in range(8):  # each round another creator finished or gave up meanwhile
+        try:
+            store.put(intent_key(path), intent, mode="create")
+        except AlreadyExists:
+            try:
+                held = store.get(intent_key(path))
+            except NotFound:  # freed since: its creator finished (look for its node) or gave up
+                continue
+            if held == intent:
+                return None  # the same creation, cut short or running: go on
+            existing = try_read_node(store, path)
+            if existing is not None:
+                return existing
+            raise MetadataConflictError(
+                f"{where}: another Zarr node with different metadata is being created here, or its creation "
+                f"was cut short; pass overwrite=True to replace it with this {what}",
+                key=where,
+            ) from None
+        # the intent was free: an earlier creator may have finished (its node first, then its intent gone)
+        existing = try_read_node(store, path)
+        if existing is not None:
+            store.delete(intent_key(path))
+        return existing
+    raise MetadataConflictError(f"{where}: other creators keep taking this path; try again", key=where)
+
+
+def intent_key(path: str) -> str:
+    """The key of the creation intent of the node at ``path``."""
+    return join_key(path, BOOKKEEPING_DIR, NODE_INTENT)
 
 
 def clear_node(store: Store, path: str) -> int:
