@@ -29,15 +29,19 @@ from tests.fixtures.paths import REPO
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 CHUNKS = [8, 8]
-#: 1,024 chunks on local disk, whose chunk PUTs a store wrapper slows; 4,096 on the emulators, whose
-#: PUTs take a few milliseconds: either way the first run is still writing when the second one ends.
-SHAPES = {"local": [256, 256], "cloud": [512, 512]}
+#: 1,024 chunks, whose PUTs a store wrapper slows by 10 ms each in the first run's process (over local
+#: disk, or over the real server's store), so that run is still writing when the second one ends.
+SHAPE = [256, 256]
+DELAY = {"prefixes": ["a/c/"], "seconds": 0.01}
 SLOW = {"max_workers": 1, "chunk_concurrency": 1, "max_chunks_per_batch": 16}
 RUNNER = """
 import json, sys
-import tests.fixtures.faultstore  # registers faulty://
+import tests.fixtures.faultstore as faults  # registers faulty://
 from flows.ingest import ingest
-ingest(**json.loads(sys.argv[1]))
+params, delay = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+if delay:
+    faults.delay_puts(delay["scheme"], tuple(delay["prefixes"]), delay["seconds"])
+ingest(**params)
 """
 
 
@@ -45,15 +49,17 @@ def source(seed: int, shape: list[int]) -> dict[str, Any]:
     return {"kind": "synthetic", "shape": shape, "dtype": "float32", "seed": seed, "pattern": "noise"}
 
 
-def data_of(seed: int, shape: list[int] = SHAPES["local"]) -> np.ndarray:
+def data_of(seed: int, shape: list[int] = SHAPE) -> np.ndarray:
     return SyntheticSource(**source(seed, shape)).open().read(tuple(slice(0, n) for n in shape))  # type: ignore[arg-type]
 
 
 class Destination:
     """An array's place on one backend: the URL and options a flow gets, and our own store on it."""
 
-    def __init__(self, url: str, options: dict[str, Any], shape: list[int] = SHAPES["local"]) -> None:
-        self.url, self.options, self.shape = url, options, shape
+    def __init__(self, url: str, options: dict[str, Any], delay: dict[str, Any] | None = None) -> None:
+        self.url, self.options, self.shape = url, options, SHAPE
+        #: How the first run's process slows its chunk PUTs, where a store wrapper does it there.
+        self.delay = delay
         self.store = zarrcore.open_store(url.replace("faulty://", "file://"), **options)
 
     def params(self, seed: int, **execution: Any) -> dict[str, Any]:
@@ -74,24 +80,24 @@ class Destination:
 def destination(request: pytest.FixtureRequest, tmp_path: Path, cloud: Any) -> Destination:
     if request.param == "local":  # chunk PUTs slowed by a store wrapper, so the first run is still writing
         root = tmp_path / "store"
-        write_plan(root, delay={"prefixes": ["a/c/"], "seconds": 0.01})
+        write_plan(root, delay=DELAY)
         return Destination(f"faulty://{root}", {})
     url, options, _ = cloud(request.param)
-    return Destination(url, options, SHAPES["cloud"])
+    return Destination(url, options, {"scheme": url.split("://")[0], **DELAY})
 
 
 class Run:
     """An ingest flow run in a process of its own, which we started (and stop by its PID)."""
 
-    def __init__(self, params: dict[str, Any], log: Path, **env: str) -> None:
+    def __init__(self, params: dict[str, Any], log: Path, delay: dict[str, Any] | None = None, **env: str) -> None:
         from prefect.settings import PREFECT_API_URL
 
         environ = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(REPO),
                    "PREFECT_LOGGING_LEVEL": "ERROR", **env}  # fmt: skip
         self.log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(params)], cwd=REPO,
-                                         env=environ, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            argv = [sys.executable, "-c", RUNNER, json.dumps(params), json.dumps(delay)]
+            self.proc = subprocess.Popen(argv, cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT)
 
     def running(self) -> bool:
         return self.proc.poll() is None
@@ -124,7 +130,7 @@ def runs() -> Iterator[list[Run]]:
 
 def test_a_second_ingest_fails_fast_while_the_first_writes(destination: Destination, runs: list[Run],
                                                            tmp_path: Path) -> None:  # fmt: skip
-    first = Run(destination.params(seed=1), tmp_path / "first.log")
+    first = Run(destination.params(seed=1), tmp_path / "first.log", destination.delay)
     runs.append(first)
     holder = first.wait_for_claim(destination)
     with count_chunk_writes() as writes:
@@ -141,9 +147,9 @@ def test_a_second_ingest_fails_fast_while_the_first_writes(destination: Destinat
 
 def test_a_copy_into_an_array_being_written_fails_fast(tmp_path: Path, runs: list[Run]) -> None:
     root = tmp_path / "store"
-    write_plan(root, delay={"prefixes": ["a/c/"], "seconds": 0.01})
+    write_plan(root, delay=DELAY)
     dest = Destination(f"faulty://{root}", {})
-    src = zarr.create_array(str(tmp_path / "src.zarr"), shape=SHAPES["local"], chunks=CHUNKS, dtype="float32")
+    src = zarr.create_array(str(tmp_path / "src.zarr"), shape=SHAPE, chunks=CHUNKS, dtype="float32")
     src[...] = data_of(3)
     first = Run(dest.params(seed=1), tmp_path / "first.log")
     runs.append(first)
@@ -159,7 +165,7 @@ def test_a_copy_into_an_array_being_written_fails_fast(tmp_path: Path, runs: lis
 
 def test_a_killed_writers_claim_is_taken_over_once_it_expires(destination: Destination, runs: list[Run],
                                                               tmp_path: Path) -> None:  # fmt: skip
-    first = Run(destination.params(seed=1), tmp_path / "first.log", **{TTL_VARIABLE: "8"})
+    first = Run(destination.params(seed=1), tmp_path / "first.log", destination.delay, **{TTL_VARIABLE: "8"})
     runs.append(first)
     holder = first.wait_for_claim(destination, chunks=20)
     first.stop()  # SIGKILL while holding the claim
@@ -178,7 +184,7 @@ def test_a_killed_writers_claim_is_taken_over_once_it_expires(destination: Desti
 
 def test_a_retry_of_the_same_flow_run_proceeds_at_once(tmp_path: Path, runs: list[Run]) -> None:
     root = tmp_path / "store"
-    write_plan(root, delay={"prefixes": ["a/c/"], "seconds": 0.01})
+    write_plan(root, delay=DELAY)
     dest = Destination(f"faulty://{root}", {})
     first = Run(dest.params(seed=1), tmp_path / "first.log")  # the default ttl: 60 s
     runs.append(first)
