@@ -266,8 +266,10 @@ DAMAGE: dict[str, Callable[[bytes], bytes]] = {
     "empty": lambda b: b"",
     "padded": lambda b: b + b"\x00\x01",
 }
-# zlib streams end with their own marker and ignore trailing bytes; only a checksum sees flipped bits.
-DAMAGE_CASES = [(c, d) for c in CHUNK_CODECS for d in DAMAGE if not (c == "v2-zlib" and d == "padded")]
+# zlib streams end with their own marker and ignore trailing bytes, and a blosc frame states its own
+# length (z5py writes frames with bytes after them; zarr-python reads them): padded, both still read.
+PADDED_READ = {"v2-zlib", "v2-blosc", "v3-blosc"}
+DAMAGE_CASES = [(c, d) for c in CHUNK_CODECS for d in DAMAGE if not (c in PADDED_READ and d == "padded")]
 
 
 @pytest.mark.parametrize(("codec", "damage"), DAMAGE_CASES, ids=lambda v: v)
@@ -284,6 +286,28 @@ def test_damaged_chunk_bytes_raise_chunk_error(codec: str, damage: str, tmp_path
             assert info.value.key == key
             assert isinstance(info.value.cause, CodecError)
         np.testing.assert_array_equal(a[:2, :], np.arange(1, 9).reshape(2, 4))  # other chunks still read
+
+
+@pytest.mark.parametrize("codec", sorted(PADDED_READ))
+def test_bytes_after_a_self_delimited_chunk_are_ignored(codec: str, tmp_path: Path) -> None:
+    path = tmp_path / "a.zarr"
+    a = make_array(path, **CHUNK_CODECS[codec])
+    expected = a[...]
+    key = path / a.chunk_key((1, 0))
+    key.write_bytes(DAMAGE["padded"](key.read_bytes()))
+    np.testing.assert_array_equal(zarrcore.open_array(str(path))[...], expected)
+    import zarr
+
+    np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], expected)  # as zarr-python reads it
+
+
+def test_a_blosc_frame_shorter_than_it_states_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.zarr"
+    a = make_array(path, **CHUNK_CODECS["v3-blosc"])
+    key = path / a.chunk_key((1, 0))
+    key.write_bytes(key.read_bytes()[:-1])
+    with pytest.raises(ChunkError, match=r"blosc: the frame header states \d+ bytes but the chunk holds"):
+        a[...]
 
 
 def test_flipped_bits_are_caught_by_a_checksum(tmp_path: Path) -> None:

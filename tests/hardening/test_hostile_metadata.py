@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import zarrcore
+from tests.fixtures.peak import peak_growth
 from zarrcore.errors import InvalidKey, ZarrcoreError
 from zarrcore.storage import LocalStore, MemoryStore
 
@@ -64,8 +65,12 @@ def test_hostile_metadata_raises_typed_errors(case: str, entry: str) -> None:
             doc = json.loads(data)
         except (RecursionError, ValueError):
             pytest.skip("not a JSON document a consolidated entry can hold")
-        root = {"zarr_format": 3, "node_type": "group", "attributes": {},
-                "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": {"a": doc}}}
+        root = {
+            "zarr_format": 3,
+            "node_type": "group",
+            "attributes": {},
+            "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": {"a": doc}},
+        }
         if key == ".zarray":
             store.put(".zgroup", b'{"zarr_format": 2}')
             zmeta = {"metadata": {"a/.zarray": doc}, "zarr_consolidated_format": 1}
@@ -83,14 +88,15 @@ def test_hostile_metadata_raises_typed_errors(case: str, entry: str) -> None:
 
 def test_a_shard_index_is_not_allocated_at_open() -> None:
     """2**26 inner chunks per shard: a 1 GiB index, of which nothing is made before a shard is read."""
-    import resource
-
-    store = MemoryStore()
-    store.put("zarr.json", json.dumps(_shard(2**13, 1)).encode())
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    a = zarrcore.open(store)
-    assert a.shards == (2**13, 2**13)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 << 10  # KiB: under 200 MiB
+    setup = f"""
+import zarrcore
+from zarrcore.storage import MemoryStore
+store = MemoryStore()
+store.put("zarr.json", {json.dumps(_shard(2**13, 1)).encode()!r})
+"""
+    seen = peak_growth(setup, "result = zarrcore.open(store).shards")
+    assert seen["result"] == [2**13, 2**13]
+    assert seen["grew"] < 32 << 20
 
 
 @pytest.mark.parametrize("prefix", ["../outside/", "a/../../x", "/abs", "a\x00b", "a\\b", "a//b"])

@@ -151,6 +151,11 @@ class Chain(ABC):
         """Whether decoding is the bytes codecs then one reshape (C order, no array codec, no shard)."""
         return False
 
+    def decoded_limit(self) -> tuple[int | None, bool]:
+        """The most bytes the first bytes codec's decode may give (``None``: no bound, as for
+        variable-length strings), and whether it must give exactly that many."""
+        return None, False
+
     @property
     def simple(self) -> bool:
         """Whether nothing but the bytes codecs and transposes costs time: no filter, element-wise

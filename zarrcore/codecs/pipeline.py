@@ -14,12 +14,12 @@ from typing import Any
 
 import numcodecs
 import numcodecs.blosc
-import numcodecs.zstd
 import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
 from zarrcore.codecs.base import ArrayArrayCodec, Chain, located, raw_chunk
+from zarrcore.codecs.bounded import bounded_decoder, outer_limit
 from zarrcore.codecs.defaults import codec_configs, default_codecs
 from zarrcore.codecs.registry import V3_CODECS, build_v3
 from zarrcore.codecs.sharding import ShardingCodec
@@ -43,24 +43,15 @@ if numcodecs.blosc.use_threads is None:
     numcodecs.blosc.use_threads = False
 
 
-def _decoder(codec: Codec) -> Callable[[Any], Any]:
-    """``codec.decode``, or for blosc and zstd numcodecs' module function, which skips a wrapper
-    that costs a few microseconds per chunk (the same decompression, the same checks of the frame)."""
-    if type(codec) is numcodecs.Blosc:
-        return numcodecs.blosc.decompress
-    if type(codec) is numcodecs.Zstd:
-        return numcodecs.zstd.decompress
-    return codec.decode
-
-
-def _check_blosc_frame(buf: Any) -> None:
-    """A blosc frame records its own length; a cut or padded chunk would otherwise decode silently."""
-    view = memoryview(buf).cast("B")
-    if len(view) < 16:
-        raise CodecError(f"blosc: {len(view)} bytes cannot hold the 16-byte frame header")
-    stated = int.from_bytes(view[12:16], "little")
-    if stated != len(view):
-        raise CodecError(f"blosc: the frame header states {stated} bytes but the chunk holds {len(view)}")
+def _decoders(chain: Chain) -> tuple[Callable[[Any], Any], ...]:
+    """The bytes codecs' decoders in decode order (outermost first), each bounded by what a chunk can
+    hold (see :mod:`~zarrcore.codecs.bounded`): the last one, whose output is the chunk, by its size."""
+    limit, exact = chain.decoded_limit()
+    decoders = []
+    for codec in chain.bytes_codecs:  # encode order: the first one decodes last
+        decoders.append(bounded_decoder(codec, limit, exact=exact))
+        limit, exact = (None if limit is None else outer_limit(limit)), False
+    return tuple(reversed(decoders))
 
 
 def _probe(chain: Chain, nbytes: int) -> None:
@@ -110,7 +101,7 @@ class CodecPipeline:
             "_meta": meta, "_chain": chain, "_encoders": chain.bytes_codecs,
             # decoding in C order with no array codec is the bytes codecs, innermost first, and a reshape
             "_plain": chain.plain,
-            "_decoders": tuple((_decoder(c), c.codec_id == "blosc") for c in reversed(chain.bytes_codecs)),
+            "_decoders": _decoders(chain),
             "_stored_dtype": chain.stored_dtype,
             "_stored_nbytes": int(np.prod(meta.chunks, dtype=np.int64)) * chain.stored_dtype.itemsize,
         }  # fmt: skip
@@ -150,9 +141,7 @@ class CodecPipeline:
     def decode(self, data: bytes | memoryview) -> np.ndarray:
         """Decode stored bytes into a chunk of ``chunk_shape`` and the array's dtype."""
         buf: Any = data
-        for decode, blosc in self._decoders:
-            if blosc:
-                _check_blosc_frame(buf)
+        for decode in self._decoders:
             buf = decode(buf)
         if not self._plain:
             return self._chain.decode(buf)

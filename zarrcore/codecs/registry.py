@@ -18,6 +18,7 @@ from numcodecs.abc import Codec
 from zarrcore.codecs import array_codecs, bytes_codecs
 from zarrcore.codecs.array_codecs import Bytes, ElementWise, Sharded, VLenUTF8
 from zarrcore.codecs.base import Adapter, ArrayArrayCodec, ArrayBytesCodec, Chain, Context, Stage, located
+from zarrcore.codecs.bounded import outer_limit
 from zarrcore.codecs.bytes_codecs import V3_CODECS, NumcodecsBytes
 from zarrcore.errors import CodecError
 from zarrcore.metadata.model import ArrayMetadata
@@ -81,6 +82,14 @@ class V3Chain(Chain):
     @property
     def plain(self) -> bool:
         return not self.array_stages and isinstance(self.serializer, Bytes)
+
+    def decoded_limit(self) -> tuple[int | None, bool]:
+        if isinstance(self.serializer, Bytes):
+            return int(np.prod(self.stored_shape, dtype=np.int64)) * self.stored_dtype.itemsize, True
+        if self.sharding is not None:  # every inner chunk stored, each at its largest, and the index
+            sharding = self.sharding
+            return sharding.count * outer_limit(sharding.inner.nbytes) + sharding.index_nbytes, False
+        return None, False
 
     @property
     def simple(self) -> bool:

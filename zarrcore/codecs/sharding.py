@@ -182,8 +182,6 @@ class ShardingCodec:
         """Decode one inner chunk's bytes to an array of the inner chunk shape."""
         try:
             return self.inner.decode(data)
-        except CodecError:
-            raise
         except Exception as exc:  # numcodecs raises RuntimeError, ValueError...
             raise CodecError(f"inner chunk: {exc}") from None
 

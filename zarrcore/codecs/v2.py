@@ -10,6 +10,7 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
 from zarrcore.codecs.base import Chain, build_numcodec, located, objects
+from zarrcore.codecs.bounded import outer_limit
 from zarrcore.errors import CodecError
 from zarrcore.metadata.model import ArrayMetadata
 
@@ -53,6 +54,14 @@ class V2Chain(Chain):
     @property
     def simple(self) -> bool:
         return not self.filters
+
+    def decoded_limit(self) -> tuple[int | None, bool]:
+        if self.dtype.kind == "O":
+            return None, False
+        if not self.filters:
+            return self._nbytes, True
+        # filters may widen the elements (fixedscaleoffset's astype), to 8 bytes at most
+        return outer_limit(max(self._nbytes, 8 * int(np.prod(self.chunk_shape, dtype=np.int64)))), False
 
 
 def build_v2(meta: ArrayMetadata) -> V2Chain:

@@ -1,0 +1,179 @@
+"""Decoders that never produce more bytes than a chunk can hold.
+
+A stored chunk is untrusted input: 24 KiB of zstd can state, or simply stream, gigabytes. Each
+decoder here is given ``limit``, the most bytes its output may have, and checks it *before* the
+output is made: from the size a frame states (blosc, lz4, zstd with a content size), or by
+decompressing with a bounded output (zlib, gzip, bz2, lzma, zstd without one). Any other numcodecs
+codec is checked after it ran (its output may then briefly exceed the limit).
+
+A blosc frame followed by trailing bytes is decoded from the length its header states (z5py writes
+such chunks, and zarr-python reads them); a frame shorter than it states is refused.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numcodecs
+import numcodecs.blosc
+import numcodecs.zstd
+import numpy as np
+from numcodecs.abc import Codec
+
+from zarrcore.errors import CodecError
+
+__all__ = ["SLACK", "bounded_decoder", "outer_limit"]
+
+#: What a codec's own framing may add to the bytes it encodes, at most (``outer_limit``).
+SLACK = 64 * 1024
+
+Decoder = Callable[[Any], Any]
+_ZSTD_MAGIC = 0xFD2FB528
+
+
+def outer_limit(limit: int) -> int:
+    """The most bytes an encoded form of ``limit`` bytes may take: what a codec that runs after
+    another one (zstd over blosc, say) may decode to."""
+    return limit + SLACK + limit // 64
+
+
+def _too_big(name: str, size: int | str, limit: int) -> CodecError:
+    return CodecError(f"{name}: the data decodes to {size} bytes, more than the {limit} a chunk can hold")
+
+
+def _blosc(buf: Any, limit: int) -> Any:
+    view = memoryview(buf).cast("B")
+    if len(view) < 16:
+        raise CodecError(f"blosc: {len(view)} bytes cannot hold the 16-byte frame header")
+    nbytes, cbytes = int.from_bytes(view[4:8], "little"), int.from_bytes(view[12:16], "little")
+    if cbytes > len(view):
+        raise CodecError(f"blosc: the frame header states {cbytes} bytes but the chunk holds {len(view)}")
+    if nbytes > limit:
+        raise _too_big("blosc", nbytes, limit)
+    return numcodecs.blosc.decompress(view[:cbytes] if cbytes < len(view) else view)
+
+
+def zstd_content_size(view: memoryview) -> int | None:
+    """The decompressed size a zstd frame's header states, or ``None`` if it states none (RFC 8878 3.1.1.1)."""
+    if len(view) < 6 or int.from_bytes(view[:4], "little") != _ZSTD_MAGIC:
+        return None
+    descriptor = view[4]
+    single_segment = (descriptor >> 5) & 1
+    size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    if not size_bytes:
+        return None
+    at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+    if len(view) < at + size_bytes:
+        return None
+    size = int.from_bytes(view[at : at + size_bytes], "little")
+    return size + 256 if size_bytes == 2 else size
+
+
+def _zstd(buf: Any, limit: int, exact: bool) -> Any:
+    view = memoryview(buf).cast("B")
+    size = zstd_content_size(view)
+    if size is not None:
+        if size > limit:
+            raise _too_big("zstd", size, limit)
+        return numcodecs.zstd.decompress(view)
+    if not exact:  # numcodecs would stream the frame into memory without end
+        raise CodecError("zstd: a frame that does not state its size can only be the first codec of the chain")
+    try:  # into a buffer of exactly the chunk's size: more is "too small", less is "expected ..."
+        return numcodecs.zstd.decompress(view, np.empty(limit, dtype=np.uint8))
+    except RuntimeError as exc:
+        if "too small" in str(exc):
+            raise _too_big("zstd", f"more than {limit}", limit) from None
+        raise CodecError(f"zstd: {exc} (a chunk holds {limit} bytes)") from None
+
+
+def _inflate(buf: Any, limit: int, name: str, wbits: int) -> Any:
+    """zlib (``wbits`` 15) or gzip (31, members one after another) with at most ``limit`` bytes out;
+    trailing bytes after a zlib stream are ignored, as :func:`zlib.decompress` does."""
+    data: Any = memoryview(buf).cast("B")
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(data, limit + 1 - total)
+        except zlib.error as exc:
+            raise CodecError(f"{name}: {exc}") from None
+        total += len(part)
+        parts.append(part)
+        if total > limit or inflater.unconsumed_tail:
+            raise _too_big(name, f"more than {limit}", limit)
+        if not inflater.eof:
+            raise CodecError(f"{name}: the stream is cut short")
+        data = inflater.unused_data.lstrip(b"\0")
+        if wbits == zlib.MAX_WBITS or not data:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _unpack(buf: Any, limit: int, name: str, make: Callable[[], Any]) -> Any:
+    """bz2 or lzma (streams one after another) with at most ``limit`` bytes out."""
+    data: Any = bytes(buf)
+    parts: list[bytes] = []
+    total = 0
+    while data:
+        unpacker = make()
+        try:
+            part = unpacker.decompress(data, limit + 1 - total)
+        except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+            raise CodecError(f"{name}: {exc}") from None
+        total += len(part)
+        parts.append(part)
+        if total > limit:
+            raise _too_big(name, f"more than {limit}", limit)
+        if not unpacker.eof:
+            raise CodecError(f"{name}: the stream is cut short")
+        data = unpacker.unused_data
+    return b"".join(parts)
+
+
+def _lz4(codec: Codec, buf: Any, limit: int) -> Any:
+    view = memoryview(buf).cast("B")
+    if len(view) < 4:
+        raise CodecError(f"lz4: {len(view)} bytes cannot hold the 4-byte size header")
+    size = int.from_bytes(view[:4], "little")
+    if size > limit:
+        raise _too_big("lz4", size, limit)
+    return codec.decode(view)
+
+
+def _after(codec: Codec, buf: Any, limit: int) -> Any:
+    out = codec.decode(buf)
+    size = memoryview(out).nbytes if not isinstance(out, np.ndarray) else out.nbytes
+    if size > limit:
+        raise _too_big(codec.codec_id, size, limit)
+    return out
+
+
+def bounded_decoder(codec: Codec, limit: int | None, *, exact: bool = False) -> Decoder:
+    """``codec``'s decode, refusing output over ``limit`` bytes (``None``: no bound, for
+    variable-length strings). ``exact``: the output must be exactly ``limit`` bytes (the chain's
+    first codec, whose decoded form is the chunk)."""
+    kind = type(codec)
+    if limit is None:
+        if kind is numcodecs.Blosc:
+            return lambda buf: _blosc(buf, 2**63)
+        return codec.decode
+    if kind is numcodecs.Blosc:
+        return lambda buf: _blosc(buf, limit)
+    if kind is numcodecs.Zstd:
+        return lambda buf: _zstd(buf, limit, exact)
+    if kind is numcodecs.Zlib:
+        return lambda buf: _inflate(buf, limit, "zlib", zlib.MAX_WBITS)
+    if kind is numcodecs.GZip:
+        return lambda buf: _inflate(buf, limit, "gzip", 16 + zlib.MAX_WBITS)
+    if kind is numcodecs.BZ2:
+        return lambda buf: _unpack(buf, limit, "bz2", bz2.BZ2Decompressor)
+    if kind is numcodecs.LZMA:
+        fmt, filters = codec.format, codec.filters  # type: ignore[attr-defined]
+        return lambda buf: _unpack(buf, limit, "lzma", lambda: lzma.LZMADecompressor(fmt, filters=filters))
+    if kind is getattr(numcodecs, "LZ4", None):
+        return lambda buf: _lz4(codec, buf, limit)
+    return lambda buf: _after(codec, buf, limit)
