@@ -100,11 +100,14 @@ store.put("zarr.json", {json.dumps(_shard(2**13, 1)).encode()!r})
 
 
 @pytest.mark.parametrize("prefix", ["../outside/", "a/../../x", "/abs", "a\x00b", "a\\b", "a//b"])
-@pytest.mark.parametrize("kind", ["local", "memory"])
-def test_every_listing_validates_its_prefix(tmp_path: Any, prefix: str, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["local", "memory", "s3", "gcs", "azure"])
+def test_every_listing_validates_its_prefix(
+    tmp_path: Any, prefix: str, kind: str, request: pytest.FixtureRequest
+) -> None:
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret").write_bytes(b"x")
-    store = LocalStore(tmp_path / "root") if kind == "local" else MemoryStore()
+    stores = {"local": lambda: LocalStore(tmp_path / "root"), "memory": MemoryStore}
+    store = stores[kind]() if kind in stores else request.getfixturevalue(f"{kind}_store")
     store.put("a/b", b"1")
     with pytest.raises(InvalidKey):
         store.list(prefix)

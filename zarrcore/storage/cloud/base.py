@@ -24,7 +24,17 @@ from zarrcore.errors import (
     ReadOnlyError,
     StoreError,
 )
-from zarrcore.storage.base import ByteRange, OffsetRequest, PutMode, RangeRequest, Store, SuffixRequest, validate_key
+from zarrcore.storage.base import (
+    ByteRange,
+    OffsetRequest,
+    PutMode,
+    RangeRequest,
+    Store,
+    SuffixRequest,
+    folder_prefix,
+    validate_key,
+    validate_prefix,
+)
 from zarrcore.storage.cloud.http import certificate_refused
 from zarrcore.storage.cloud.redact import protect_logs, redact
 from zarrcore.storage.urls import ParsedURL, parse_url
@@ -48,7 +58,6 @@ def short(text: object, limit: int = 200) -> str:
     """A one-line, bounded excerpt of an SDK message for our error messages."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
 
 
 # ------------------------------------------------------------------------------------ the store
@@ -243,12 +252,11 @@ class CloudStore(Store):
                 yield name[skip:]
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        for names, _ in self._pages(prefix, None):
-            yield from self._keys(names)
+        validate_prefix(prefix)  # now, not at the first page
+        return (key for names, _ in self._pages(prefix, None) for key in self._keys(names))
 
     def list_dir(self, prefix: str = "") -> tuple[list[str], list[str]]:
-        prefix = prefix.strip("/")
-        base = f"{prefix}/" if prefix else ""
+        base = folder_prefix(prefix)
         keys: list[str] = []
         dirs: list[str] = []
         skip = len(self._root) + len(base)
