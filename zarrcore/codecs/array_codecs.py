@@ -10,7 +10,16 @@ import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
 
-from zarrcore.codecs.base import Adapter, ArrayArrayCodec, ArrayBytesCodec, Context, build_numcodec, objects, raw_chunk
+from zarrcore.codecs.base import (
+    Adapter,
+    ArrayArrayCodec,
+    ArrayBytesCodec,
+    Context,
+    build_numcodec,
+    check_vlen_count,
+    objects,
+    raw_chunk,
+)  # fmt: skip
 from zarrcore.codecs.sharding import ShardingCodec
 from zarrcore.errors import CodecError
 from zarrcore.metadata.dtypes import needs_endian
@@ -122,6 +131,7 @@ class VLenUTF8(ArrayBytesCodec):
         return self.codec.encode(chunk)
 
     def decode(self, data: Any, shape: tuple[int, ...]) -> np.ndarray:
+        check_vlen_count(data, int(np.prod(shape, dtype=np.int64)))
         return objects(self.codec.decode(data), shape, self.chunk_shape)
 
 

@@ -25,7 +25,7 @@ from zarrcore.metadata.model import ArrayMetadata
 
 __all__ = [
     "Adapter", "ArrayArrayCodec", "ArrayBytesCodec", "BytesBytesCodec", "Chain", "Context", "Stage",
-    "build_numcodec", "check_keys", "located", "objects", "raw_chunk",
+    "VLEN_CODECS", "build_numcodec", "check_keys", "check_vlen_count", "located", "objects", "raw_chunk",
 ]  # fmt: skip
 
 #: Where a v3 codec list is: before the array -> bytes codec, or after it.
@@ -54,6 +54,21 @@ def build_numcodec(config: dict[str, Any]) -> Codec:
         return numcodecs.get_codec(dict(config))
     except Exception as exc:  # numcodecs raises ValueError, TypeError, KeyError...
         raise CodecError(f"cannot build codec {config!r}: {exc}") from None
+
+
+#: The numcodecs codecs whose encoding starts with the number of items, as a little-endian uint32.
+VLEN_CODECS = frozenset({"vlen-utf8", "vlen-bytes", "vlen-array"})
+
+
+def check_vlen_count(data: Any, count: int) -> None:
+    """Refuse variable-length data that does not hold ``count`` items before numcodecs allocates room
+    for as many as its header states (four hostile bytes state four billion)."""
+    view = memoryview(data).cast("B")
+    if len(view) < 4:
+        raise CodecError(f"variable-length data of {len(view)} bytes cannot hold its 4-byte item count")
+    stated = int.from_bytes(view[:4], "little")
+    if stated != count:
+        raise CodecError(f"variable-length data states {stated} items, expected {count}")
 
 
 def objects(flat: Any, shape: tuple[int, ...], chunk_shape: tuple[int, ...], order: str = "C") -> np.ndarray:

@@ -89,7 +89,8 @@ class ShardingCodec:
         for name, value in (("codecs", codecs), ("index_codecs", index_codecs)):
             if not isinstance(value, list | tuple) or not all(isinstance(c, dict) for c in value):
                 raise CodecError(f"{name} must be a list of codec objects, got {value!r}")
-        odd = [c.get("name") for c in index_codecs if c.get("name") not in _INDEX_CODECS]
+        odd = [c.get("name") for c in index_codecs if not isinstance(c.get("name"), str)
+               or c.get("name") not in _INDEX_CODECS]  # fmt: skip
         if odd:
             raise CodecError(f"index_codecs must have a fixed size (bytes, crc32c, transpose), got {odd}")
         self.shard_shape = shard_shape

@@ -9,7 +9,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
-from zarrcore.codecs.base import Chain, build_numcodec, located, objects
+from zarrcore.codecs.base import VLEN_CODECS, Chain, build_numcodec, check_vlen_count, located, objects
 from zarrcore.codecs.bounded import outer_limit
 from zarrcore.errors import CodecError
 from zarrcore.metadata.model import ArrayMetadata
@@ -24,7 +24,8 @@ class V2Chain(Chain):
         super().__init__(meta.chunks, meta.dtype, meta.dtype, (compressor,) if compressor is not None else ())
         self.filters = filters
         self.order = meta.order
-        self._nbytes = int(np.prod(meta.chunks, dtype=np.int64)) * meta.dtype.itemsize
+        self._count = int(np.prod(meta.chunks, dtype=np.int64))
+        self._nbytes = self._count * meta.dtype.itemsize
 
     def encode(self, chunk: np.ndarray) -> Any:
         data = np.asarray(chunk, dtype=self.stored_dtype, order=self.order)
@@ -36,6 +37,8 @@ class V2Chain(Chain):
 
     def decode(self, data: Any) -> np.ndarray:
         for f in reversed(self.filters):
+            if f.codec_id in VLEN_CODECS:
+                check_vlen_count(data, self._count)
             data = f.decode(data)
         if self.dtype.kind == "O":
             return objects(data, self.chunk_shape, self.chunk_shape, self.order)
