@@ -145,3 +145,23 @@ def test_a_shard_index_is_checked_against_the_shard_before_it_is_allocated(tmp_p
     seen = peak_growth(*READ, str(folder))
     assert seen["result"] is not None and "cannot hold its" in seen["result"], seen
     assert seen["grew"] < BOUND, seen
+
+
+def test_variable_length_strings_stating_millions_of_items_are_refused_first(tmp_path: Path) -> None:
+    """Four bytes of ``vlen-utf8`` data state 2**26 items: numcodecs makes room for them all (512 MiB
+    of object pointers) before it finds the data truncated; we refuse a count that is not the chunk's."""
+    folder = tmp_path / "strings"
+    (folder / "c/0").mkdir(parents=True)
+    meta = {**V3, "data_type": "string", "fill_value": "", "codecs": [{"name": "vlen-utf8"}]}
+    (folder / "zarr.json").write_text(json.dumps(meta))
+    (folder / "c/0/0").write_bytes((2**26).to_bytes(4, "little"))
+    seen = peak_growth(*READ, str(folder))
+    assert seen["result"] == "CodecError: variable-length data states 67108864 items, expected 4", seen
+    assert seen["grew"] < BOUND, seen
+    control = peak_growth("import numcodecs", """
+try:
+    numcodecs.VLenUTF8().decode(open(sys.argv[1], "rb").read())
+except ValueError as exc:
+    result = str(exc)
+""", str(folder / "c/0/0"))  # fmt: skip
+    assert "truncated" in control["result"] and control["grew"] >= BANG, control
