@@ -60,23 +60,19 @@ HOSTILE = {
 def test_hostile_metadata_raises_typed_errors(case: str, entry: str) -> None:
     key, data = HOSTILE[case]
     store = MemoryStore()
-    if entry == "consolidated":
-        try:
-            doc = json.loads(data)
-        except (RecursionError, ValueError):
-            pytest.skip("not a JSON document a consolidated entry can hold")
+    if entry == "consolidated":  # the hostile text itself as the member's entry (deep nesting included)
         root = {
             "zarr_format": 3,
             "node_type": "group",
             "attributes": {},
-            "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": {"a": doc}},
+            "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": {"a": "DOC"}},
         }
         if key == ".zarray":
             store.put(".zgroup", b'{"zarr_format": 2}')
-            zmeta = {"metadata": {"a/.zarray": doc}, "zarr_consolidated_format": 1}
-            store.put(".zmetadata", json.dumps(zmeta).encode())
+            zmeta = {"metadata": {"a/.zarray": "DOC"}, "zarr_consolidated_format": 1}
+            store.put(".zmetadata", json.dumps(zmeta).encode().replace(b'"DOC"', data))
         else:
-            store.put("zarr.json", json.dumps(root).encode())
+            store.put("zarr.json", json.dumps(root).encode().replace(b'"DOC"', data))
         with pytest.raises(ZarrcoreError):
             group = zarrcore.open_group(store)
             group["a"]
