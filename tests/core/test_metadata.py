@@ -150,6 +150,9 @@ def test_v3_extension_fields() -> None:
         ("float32", 3, "<f4"), (">f8", 3, "<f8"), ("<i2", 3, "<i2"), ("bool", 3, "|b1"), (np.uint64, 3, "<u8"),
         ("complex64", 3, "<c8"), ("int32", 2, "<i4"), (">i4", 2, ">i4"), ("=u2", 2, "<u2"), ("|b1", 2, "|b1"),
         ("M8[ns]", 2, "<M8[ns]"), (">m8[D]", 2, ">m8[D]"), ("float16", 2, "<f2"),
+        ("M8[ns]", 3, "<M8[ns]"), (">m8[10s]", 3, "<m8[10s]"), ("datetime64[D]", 3, "<M8[D]"),
+        ({"name": "numpy.datetime64", "configuration": {"unit": "ms", "scale_factor": 1}}, 3, "<M8[ms]"),
+        ({"name": "numpy.timedelta64", "configuration": {"unit": "μs", "scale_factor": 5}}, 3, "<m8[5us]"),
         ("U4", 3, "<U4"), (">U4", 3, "<U4"), ("S3", 3, "|S3"), ("U4", 2, "<U4"), (">U4", 2, ">U4"), ("S3", 2, "|S3"),
         ({"name": "fixed_length_utf32", "configuration": {"length_bytes": 12}}, 3, "<U3"),
         ({"name": "null_terminated_bytes", "configuration": {"length_bytes": 5}}, 3, "|S5"),
@@ -164,9 +167,10 @@ def test_parse_dtype(value: Any, fmt: int, expected: str) -> None:
 @pytest.mark.parametrize(
     ("value", "fmt", "match"),
     [
-        ("U", 3, "strings need a length"), ("S", 2, "strings need a length"), ("M8[s]", 3, "not supported in Zarr v3"),
+        ("U", 3, "strings need a length"), ("S", 2, "strings need a length"), ("V8", 3, "not supported in Zarr v3"),
         ("V8", 2, "kind 'V'"), ([("a", "i1")], 2, "structured"), (("i4", (2,)), 2, "sub-array"),
-        ("M8", 2, "need a unit"), ("nope", 3, "not a known data type"),
+        ("M8", 2, "need a unit"), ("m8", 3, "need a unit"), ("M8[0s]", 3, "scale factor"),
+        ("nope", 3, "not a known data type"),
     ],
     ids=str,
 )  # fmt: skip
@@ -193,6 +197,9 @@ FILLS: list[tuple[str, int, Any, Any]] = [
     ("int8", 2, None, None),
     ("<M8[ns]", 2, np.datetime64("NaT", "ns"), -(2**63)),
     ("<m8[s]", 2, np.timedelta64(5, "s"), 5),
+    ("M8[ns]", 3, np.datetime64("NaT", "ns"), -(2**63)),
+    ("M8[10s]", 3, np.datetime64("1970-01-01T00:01:00"), 6),
+    ("m8[h]", 3, np.timedelta64(-3, "h"), -3),
 ]
 
 
@@ -235,7 +242,8 @@ def test_hex_fill_values_keep_every_bit(dtype: str, hex_value: str, bits: int) -
         ("float32", 3, "0xZZZZZZZZ", "hex fill value"), ("float32", 3, 1e300, "out of range"),
         ("float64", 3, True, "not a valid fill value"), ("complex64", 3, 1.0, r"\[real, imag\]"),
         ("complex64", 3, [1.0], r"\[real, imag\]"), ("float64", 3, None, "null is not allowed in Zarr v3"),
-        ("<M8[s]", 2, "2020-01-01", "not an integer"),
+        ("<M8[s]", 2, "2020-01-01", "not an integer"), ("M8[s]", 3, 1.0, "not an integer or 'NaT'"),
+        ("m8[s]", 3, 2**63, "out of the int64 range"),
     ],
     ids=str,
 )  # fmt: skip

@@ -10,6 +10,14 @@ from typing import Any
 import numpy as np
 
 from zarrcore.errors import MetadataError, UnsupportedDtypeError
+from zarrcore.metadata.time_dtypes import (
+    TIME_NAMES,
+    check_time_dtype,
+    decode_time_fill,
+    normalize_time_fill,
+    parse_v3_time,
+    time_dtype_to_v3,
+)
 
 __all__ = [
     "STRING",
@@ -40,6 +48,8 @@ STRING = np.dtype(object)
 #: The v3 data types with a length, named as zarr-python names them: numpy ``U<n>`` (UTF-32 code
 #: points, 4 bytes each) and ``S<n>`` (bytes; shorter values padded with NUL bytes).
 _V3_STRINGS = {"fixed_length_utf32": "U", "null_terminated_bytes": "S"}
+#: Every v3 data type name zarrcore reads, for error messages.
+_V3_SUPPORTED = ", ".join([*V3_DTYPES, "string", *_V3_STRINGS, *TIME_NAMES])
 
 
 def needs_endian(dt: np.dtype) -> bool:
@@ -47,17 +57,20 @@ def needs_endian(dt: np.dtype) -> bool:
     return dt.kind == "U" or (dt.kind != "S" and dt.itemsize > 1)
 
 
-def _v3_string(value: dict[str, Any], field: str) -> np.dtype:
+def _v3_object(value: dict[str, Any], field: str) -> np.dtype:
+    """A v3 ``data_type`` object: a fixed-length string or a datetime64/timedelta64."""
     name, config = value.get("name"), value.get("configuration") or {}
+    if isinstance(name, str) and name in TIME_NAMES:
+        return parse_v3_time(value, field)
     length = config.get("length_bytes") if isinstance(config, dict) else None
     if not isinstance(name, str) or name not in _V3_STRINGS:
-        raise UnsupportedDtypeError(f"{field} {value!r} is not supported; supported: {', '.join(V3_DTYPES)}, "
-                                    f"{', '.join(_V3_STRINGS)}")  # fmt: skip
+        raise UnsupportedDtypeError(f"{field} {value!r} is not supported; supported: {_V3_SUPPORTED}")
     kind = _V3_STRINGS[name]
     unit = 4 if kind == "U" else 1
     if isinstance(length, bool) or not isinstance(length, int) or not unit <= length < 2**31 or length % unit:
-        raise MetadataError(f"{field}: {name} needs configuration.length_bytes, a positive multiple of {unit} "
-                            "below 2**31")
+        raise MetadataError(
+            f"{field}: {name} needs configuration.length_bytes, a positive multiple of {unit} below 2**31"
+        )
     return np.dtype(f"{kind}{length // unit}")
 
 
@@ -71,7 +84,7 @@ def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
     if value is str or (isinstance(value, str) and value in ("string", "str")):
         return STRING
     if zarr_format == 3 and isinstance(value, dict):
-        return _v3_string(value, field)
+        return _v3_object(value, field)
     try:
         dt = np.dtype(value)
     except (TypeError, ValueError) as exc:
@@ -84,29 +97,30 @@ def parse_dtype(value: Any, zarr_format: int, field: str = "dtype") -> np.dtype:
         )
     if dt.kind == "O":
         return STRING
+    if dt.kind in "Mm":
+        check_time_dtype(dt, value, field)
     if zarr_format == 3:
         native = dt.newbyteorder("=")
-        if dt.kind in "US":
+        if dt.kind in "USMm":
             return native
         if native not in _V3_NAMES:
-            raise UnsupportedDtypeError(
-                f"{field} {value!r} is not supported in Zarr v3; supported: {', '.join(V3_DTYPES)}"
-            )
+            raise UnsupportedDtypeError(f"{field} {value!r} is not supported in Zarr v3; supported: {_V3_SUPPORTED}")
         return V3_DTYPES[_V3_NAMES[native]]
     if dt.kind not in _V2_KINDS:
         raise UnsupportedDtypeError(
             f"{field} {value!r} (kind {dt.kind!r}) is not supported; use bool, int, uint, float, complex, "
             "datetime64, timedelta64 or fixed-length strings (U<n>, S<n>)"
         )
-    if dt.kind in "Mm" and np.datetime_data(dt)[0] == "generic":
-        raise UnsupportedDtypeError(f"{field} {value!r}: datetime64/timedelta64 need a unit, e.g. 'M8[ns]'")
     if dt.byteorder == "=":
         dt = dt.newbyteorder("<")
     return dt
 
 
 def dtype_to_v3(dt: np.dtype) -> str | dict[str, Any]:
-    """The v3 ``data_type``: a name, or for fixed-length strings a name and their length in bytes."""
+    """The v3 ``data_type``: a name, or an object (fixed-length strings with their length in bytes,
+    datetime64/timedelta64 with their unit and scale factor)."""
+    if dt.kind in "Mm":
+        return time_dtype_to_v3(dt)
     if dt.kind in "US":
         name = "fixed_length_utf32" if dt.kind == "U" else "null_terminated_bytes"
         return {"name": name, "configuration": {"length_bytes": dt.itemsize}}
@@ -124,7 +138,7 @@ def default_fill_value(dt: np.dtype) -> Any:
     """The value of missing elements when none is set: zero (``False`` for bool), but ``NaT`` for
     datetime64/timedelta64, as zarr-python reads a v2 ``null`` fill value."""
     if dt.kind in "Mm":
-        return dt.type("NaT", np.datetime_data(dt)[0])
+        return np.array("NaT", dtype=dt)[()]  # keeps the scale factor ('M8[10s]')
     if dt.kind == "O":
         return ""
     return np.zeros((), dtype=dt)[()]  # '' and b'' for strings
@@ -210,11 +224,7 @@ def decode_fill_value(value: Any, dt: np.dtype, zarr_format: int, field: str = "
                 raise MetadataError(f"{field}: {value!r} is not base64 of at most {dt.itemsize} bytes")
             return np.array(raw, dtype=dt)[()]
         if kind in "Mm":
-            if isinstance(value, str) and value == "NaT":
-                return np.array("NaT", dtype=dt)[()]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise MetadataError(f"{field}: {value!r} is not an integer for {dt}")
-            return np.array(value, dtype="i8").view(dt)[()]
+            return decode_time_fill(value, dt, field)
     except (OverflowError, ValueError) as exc:
         if isinstance(exc, MetadataError):
             raise
@@ -223,7 +233,8 @@ def decode_fill_value(value: Any, dt: np.dtype, zarr_format: int, field: str = "
 
 
 def encode_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
-    """The JSON form of a fill value (numbers, ``"NaN"``/``"Infinity"``, ``[re, im]``, ints for datetimes)."""
+    """The JSON form of a fill value (numbers, ``"NaN"``/``"Infinity"``, ``[re, im]``, int64 counts for
+    datetimes and timedeltas, ``NaT`` as ``-2**63`` as zarr-python writes it)."""
     if value is None:
         return None
     kind = dt.kind
@@ -249,6 +260,8 @@ def normalize_fill_value(value: Any, dt: np.dtype, zarr_format: int) -> Any:
     """Coerce a user-given fill value to a scalar of ``dt`` (``None`` means the default)."""
     if value is None:  # v2 variable-length strings default to '', as zarr-python writes them
         return None if zarr_format == 2 and dt.kind != "O" else default_fill_value(dt)
+    if dt.kind in "Mm":
+        return normalize_time_fill(value, dt)
     if dt.kind in "USO" and not isinstance(value, str | bytes | np.str_ | np.bytes_):
         raise MetadataError(f"fill_value {value!r} is not a string for {'str' if dt.kind == 'O' else dt}")
     if dt.kind == "O":
