@@ -173,10 +173,12 @@ def _parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("verify", help="check stored chunks against the completion manifest")
     ver.add_argument("destination")
-    ver.add_argument("--array", default="data", help="array (or group) to check (default: data)")
+    ver.add_argument("--array", default="data", help="array, group or dataset to check (default: data; '' the root)")
     ver.add_argument("--source", help="also compare with this source (same forms as for ingest)")
     ver.add_argument("--key")
     ver.add_argument("--option", action="append", metavar="NAME=VALUE")
+    ver.add_argument("--files", help="for a dataset: compare each landed file matching this path or glob")
+    ver.add_argument("--source-option", action="append", metavar="NAME=VALUE", help="option of the files' store")
     execution_args(ver)
 
     cp = sub.add_parser("copy", help="copy or rechunk a Zarr array between stores")
@@ -237,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flows.verify import verify
 
         params = {"destination": args.destination, "array": args.array, "execution": _execution(args),
-                  "storage_options": _options(args.option)}  # fmt: skip
+                  "storage_options": _options(args.option), "files": args.files,
+                  "source_storage_options": _options(args.source_option)}  # fmt: skip
         if args.source:
             params["source"] = parse_source(args.source, key=args.key)
         return 0 if run_in_process(verify, params, console) is not None else 1

@@ -17,6 +17,9 @@ from flows.sources import SourceSpec
 from flows.stores import StoreRef
 from flows.targets import TargetRef, open_target, plan_batches
 from flows.tasks import VerifyJob, configure, verify_chunk_batch
+from flows.verify_dataset import verify_dataset
+from zarrcore.datasets import open_dataset
+from zarrcore.errors import NotFound
 
 __all__ = ["verify", "VerificationFailed"]
 
@@ -46,6 +49,15 @@ def _arrays_below(node: zarrcore.Array | zarrcore.Group) -> list[zarrcore.Array]
     for child in node.members().values():
         found.extend(_arrays_below(child))
     return found
+
+
+def is_dataset(store: StoreRef, path: str) -> bool:
+    """Whether a dataset that ``append`` lands is at ``path``."""
+    try:
+        open_dataset(store.open(), path)
+    except NotFound:
+        return False
+    return True
 
 
 def open_checks(destination: StoreRef, array: str, source: SourceSpec | None) -> list[_Checked]:
@@ -122,16 +134,27 @@ def verify(
     source: SourceSpec | None = None,
     execution: Execution = Execution(),  # noqa: B008 - an immutable pydantic default, shown in the UI
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
+    files: str | None = None,
+    source_storage_options: StorageOptions = {},  # noqa: B006
 ) -> dict[str, Any]:
-    """Check every stored chunk of ``array`` (or of every array below it) against its completion manifest.
+    """Check every stored chunk of ``array`` (or of every array below it) against its completion manifest;
+    or, when ``array`` is a dataset that ``append`` lands, the dataset (see flows.verify_dataset).
 
     Args:
         destination: Store URL of the Zarr hierarchy.
-        array: Path of the array, or of a group whose arrays are all checked.
+        array: Path of the array, or of a group whose arrays are all checked, or of a dataset ('' for the root).
         source: Also compare the data with this source (as given to ingest).
         execution: Batching, concurrency and retries of the reads.
         storage_options: Non-secret options of the store.
+        files: For a dataset: also compare each landed file matching this pattern (as given to append)
+            with its region of the dataset.
+        source_storage_options: Non-secret options of the files' store.
     """
-    checks = open_checks(StoreRef.of(destination, storage_options), array, source)
+    store = StoreRef.of(destination, storage_options)
+    if source is None and is_dataset(store, array):
+        return verify_dataset(store, array, files, dict(source_storage_options), execution)
+    if files:
+        raise ValueError(f"files is for datasets, and {destination} {array!r} is not one; give source instead")
+    checks = open_checks(store, array, source)
     check_chunks(checks, execution)
     return report(checks)

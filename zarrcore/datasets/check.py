@@ -8,7 +8,6 @@ problem: its arrays may be ahead of the published extent, and the next append co
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,9 +47,10 @@ class ChunksRead:
 
 
 def _same_fill(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(np.asarray(a == b).all())
+    try:
+        return same_values(np.asarray(a), np.asarray(b))
+    except TypeError:  # values numpy cannot compare (strings against numbers)
+        return False
 
 
 def _compare(name: str, own: ArrayMetadata, published: ArrayMetadata, axis: int | None, pending: bool) -> list[str]:
@@ -82,8 +82,8 @@ def _coverage(ds: Dataset, landed: Iterable[Landed]) -> list[Finding]:
         if x.stop > ds.extent or x.start < 0 or x.stop <= x.start:
             out.append(Finding(x.source.key, f"landed at [{x.start}, {x.stop}), outside the extent {ds.extent}"))
         if previous is not None and x.start < previous.stop:
-            out.append(Finding(x.source.key, f"landed at [{x.start}, {x.stop}), overlapping "
-                                             f"{previous.source.key} at [{previous.start}, {previous.stop})"))  # fmt: skip
+            other = f"{previous.source.key} at [{previous.start}, {previous.stop})"
+            out.append(Finding(x.source.key, f"landed at [{x.start}, {x.stop}), overlapping {other}"))
         if ds.mode == "append" and x.start > at:
             out.append(Finding("(ledger)", f"[{at}, {x.start}) along {ds.dim!r} comes from no landed file"))
         at, previous = max(at, x.stop), x
@@ -127,7 +127,7 @@ def check_chunks(ds: Dataset, name: str, *, concurrency: int = 16) -> ChunksRead
     array = ds.layout.array(ds.store, ds.path, name)
 
     def failed(index: Any, error: BaseException) -> None:
-        found.problems.append(Finding(name, f"chunk {tuple(index)}: {error}"))
+        found.problems.append(Finding(name, str(error)))  # a ChunkError names the chunk and its key
 
     for _, data in stream_chunks(array, concurrency=concurrency, on_error=failed):
         found.chunks += 1
