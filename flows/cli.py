@@ -92,7 +92,10 @@ def _execution(args: argparse.Namespace) -> dict[str, Any]:
         "retries": args.retries,
         "batch_bytes": int(args.batch_mb * 1024 * 1024) if args.batch_mb else None,
         "max_chunks_per_batch": args.max_chunks_per_batch, "refresh": getattr(args, "refresh", False) or None,
+        "dask_address": args.dask_address,
     }  # fmt: skip
+    if args.dask_address:
+        fields["task_runner"] = "dask"
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -145,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--workers", type=int, help="batches processed at once (default: 4)")
         sp.add_argument("--chunk-concurrency", type=int, help="chunks in flight inside one batch (default: 8)")
         sp.add_argument("--task-runner", choices=("threads", "dask"))
+        sp.add_argument("--dask-address", metavar="tcp://HOST:PORT",
+                        help="run the batches on this existing Dask cluster (implies --task-runner dask)")  # fmt: skip
         sp.add_argument("--retries", type=int, help="task retries for transient errors (default: 4)")
         sp.add_argument("--batch-mb", type=float, help="uncompressed MiB per task run (default: 64)")
         sp.add_argument("--max-chunks-per-batch", type=int)
