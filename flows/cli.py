@@ -82,8 +82,22 @@ def _layout(args: argparse.Namespace) -> dict[str, Any]:
         "zarr_format": args.zarr_format,
         "compression": args.compression, "fill_value": args.fill_value,
         "overwrite": args.overwrite or None,
+        "dimension_names": args.dimension_names.split(",") if args.dimension_names else None,
+        "attributes": _attributes(args.attributes),
     }  # fmt: skip
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _attributes(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: --attributes expects a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"error: --attributes expects a JSON object, got {text!r}")
+    return value
 
 
 def _execution(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--zarr-format", type=int, choices=(2, 3))
         sp.add_argument("--compression", choices=("zstd", "gzip", "blosc-zstd", "blosc-lz4", "none"))
         sp.add_argument("--fill-value", type=json.loads, help="fill value (JSON: 0, 1.5, \"NaN\")")
+        sp.add_argument("--dimension-names", metavar="Y,X", help="dimension names (default: the source's or dim_0,...)")
+        sp.add_argument("--attributes", metavar="JSON", help='array attributes, a JSON object: \'{"units": "K"}\'')
         sp.add_argument("--overwrite", action="store_true", help="replace whatever is at the target")
         sp.add_argument("--option", action="append", metavar="NAME=VALUE", help="destination store option")
 

@@ -115,7 +115,10 @@ class ArrayLayout(BaseModel):
         None, description="Fill value of chunks never written ('NaN' allowed); default: the source's, else 0."
     )
     attributes: dict[str, Any] | None = Field(None, description="Array attributes (JSON object).")
-    dimension_names: tuple[str, ...] | None = Field(None, description="Dimension names (Zarr v3).")
+    dimension_names: tuple[str, ...] | None = Field(
+        None, description="Dimension names (v3 dimension_names, v2 the _ARRAY_DIMENSIONS attribute xarray reads); "
+        "default: the source's own, else dim_0, dim_1, ..."
+    )  # fmt: skip
     overwrite: bool = Field(
         False,
         description="Delete whatever is at the target first. Off by default: an existing array with identical "

@@ -62,6 +62,16 @@ def auto_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int) -> tup
     return tuple(chunks)
 
 
+def dimension_names(layout: ArrayLayout, reader: SourceReader) -> tuple[str, ...]:
+    """The target's dimension names: the layout's, else the source's own (a Zarr source's, a table's
+    ``row``/``column``), else ``dim_0``, ``dim_1``... as xarray names unnamed dimensions."""
+    names = layout.dimension_names or reader.dimension_names or tuple(f"dim_{n}" for n in range(len(reader.shape)))
+    if len(names) != len(reader.shape):
+        raise MetadataError(f"dimension_names: {list(names)} has {len(names)} names but the source has shape "
+                            f"{list(reader.shape)}")  # fmt: skip
+    return tuple(names)
+
+
 def target_metadata(layout: ArrayLayout, reader: SourceReader) -> ArrayMetadata:
     """The metadata of the array that lands ``reader`` under ``layout``, built and validated once by
     :func:`zarrcore.spec.build_array_metadata` (a bad layout raises ``MetadataError``) without writing
@@ -94,6 +104,7 @@ def target_metadata(layout: ArrayLayout, reader: SourceReader) -> ArrayMetadata:
     )  # fmt: skip
     if same_format:
         args["dimension_separator"] = src.separator  # type: ignore[union-attr]
+    names = dimension_names(layout, reader)
     if zarr_format == 3:
         if same_format:
             args["chunk_key_encoding"] = src.key_encoding  # type: ignore[union-attr]
@@ -107,12 +118,9 @@ def target_metadata(layout: ArrayLayout, reader: SourceReader) -> ArrayMetadata:
         else:
             serializer = default_codecs(dtype)[0]
             args["codecs"] = [serializer, *_COMPRESSORS_V3[layout.compression or "zstd"](layout.compression_level)]
-        names = layout.dimension_names or (src.dimension_names if src else None)
-        if names is not None:
-            args["dimension_names"] = names
-    else:
-        if layout.dimension_names:
-            raise MetadataError("dimension_names are a Zarr v3 feature; store them as attributes for v2")
+        args["dimension_names"] = names
+    else:  # xarray's convention for v2: the attribute _ARRAY_DIMENSIONS
+        args["attributes"] = {"_ARRAY_DIMENSIONS": list(names), **args["attributes"]}
         if same_codecs:
             args.update(compressor=src.compressor, filters=src.filters, order=src.order)  # type: ignore[union-attr]
         else:

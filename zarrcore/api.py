@@ -9,7 +9,7 @@ from zarrcore.array import Array
 from zarrcore.errors import MetadataError
 from zarrcore.group import Group, consolidate, open_group_mode, open_node
 from zarrcore.metadata import ArrayMetadata, GroupMetadata
-from zarrcore.nodes import create_node
+from zarrcore.nodes import create_node, create_parents
 from zarrcore.spec import resolve_metadata
 from zarrcore.storage.base import Store
 from zarrcore.storage.registry import open_store
@@ -83,6 +83,7 @@ def create(
         shards=shards,
     ))  # fmt: skip
     store = _store(url_or_store, storage_options)
+    create_parents(store, path, meta.zarr_format)
     written = create_node(store, path, meta, overwrite=overwrite)
     return Array(store, path, written, write_empty_chunks=write_empty_chunks)  # type: ignore[arg-type]
 
@@ -141,6 +142,7 @@ def create_group(
     if zarr_format not in (2, 3):
         raise MetadataError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     store = _store(url_or_store, storage_options)
+    create_parents(store, path, zarr_format)
     meta = create_node(store, path, GroupMetadata(zarr_format, dict(attributes or {})), overwrite=overwrite)
     return Group(store, path, meta)  # type: ignore[arg-type]
 

@@ -32,7 +32,7 @@ from zarrcore.metadata import (
     parse_array_v3,
     parse_group_v3,
 )
-from zarrcore.storage.base import Store, folder_prefix, join_key
+from zarrcore.storage.base import Store, folder_prefix, join_key, validate_key
 
 __all__ = [
     "Node",
@@ -166,6 +166,25 @@ def write_node(store: Store, path: str, meta: NodeMetadata) -> None:
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def create_parents(store: Store, path: str, zarr_format: int) -> None:
+    """Make every parent of ``path`` (the root included) a group, creating the missing ones in
+    ``zarr_format``, as zarr-python does: readers that walk from the root (xarray) find the node.
+    Existing groups of either format are kept; an array where a parent should be is an error."""
+    if not path.strip("/"):
+        return  # the root has no parent
+    parts = validate_key(path.strip("/")).split("/")[:-1]
+    for depth in range(len(parts) + 1):
+        parent = "/".join(parts[:depth])
+        node = try_read_node(store, parent)
+        if node is None:
+            try:
+                node = create_node(store, parent, GroupMetadata(zarr_format, {}))  # type: ignore[arg-type]
+            except MetadataConflictError:  # made at the same time by another creator: whatever it is
+                node = try_read_node(store, parent)
+        if isinstance(node, ArrayMetadata):
+            raise MetadataError(f"{describe_location(store, path)}: its parent {parent or '/'!r} is an array")
 
 
 def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool = False) -> NodeMetadata:

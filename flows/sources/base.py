@@ -47,6 +47,8 @@ class SourceReader(ABC):
     chunks: tuple[int, ...] | None = None
     #: The fill value of a Zarr source, used when the target gives none.
     fill_value: Any = None
+    #: The source's own names of its dimensions, if it has them (the target's default).
+    dimension_names: tuple[str, ...] | None = None
 
     @abstractmethod
     def read(self, region: Region) -> np.ndarray:

@@ -66,6 +66,7 @@ class TableReader(SourceReader):
         rows = int(self._starts[-1])
         self.dtype = np.result_type(*[schema.field(c).type.to_pandas_dtype() for c in self.columns])
         self.shape = (rows, len(self.columns)) if matrix else (rows,)
+        self.dimension_names = ("row", "column") if matrix else ("row",)
 
     def _group(self, i: int) -> np.ndarray:
         cached = getattr(self._local, "group", None)

@@ -20,6 +20,14 @@ from zarrcore.storage import Store
 __all__ = ["ZarrSource", "ZarrReader"]
 
 
+def _dimension_names(meta: Any) -> tuple[str, ...] | None:
+    """A Zarr array's dimension names: v3 ``dimension_names``, or xarray's v2 ``_ARRAY_DIMENSIONS``."""
+    names = meta.dimension_names or meta.attributes.get("_ARRAY_DIMENSIONS")
+    if isinstance(names, list | tuple) and len(names) == len(meta.shape) and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
+
+
 class ZarrReader(SourceReader):
     """A Zarr array on any store. The last regions fingerprinted by a thread are kept (one batch at
     most) so that the write that follows does not read them again."""
@@ -33,6 +41,7 @@ class ZarrReader(SourceReader):
         self.dtype = self._array.dtype
         self.chunks = self._array.metadata.chunks  # the stored object's shape
         self.fill_value = self._array.fill_value
+        self.dimension_names = _dimension_names(self._array.metadata)
         self._local = threading.local()
 
     @property

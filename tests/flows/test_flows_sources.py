@@ -197,11 +197,23 @@ def test_layouts_that_do_not_fit_the_source_fail_before_any_write(tmp_path: Path
     reader = SyntheticSource(shape=(10, 10)).open()
     with pytest.raises(MetadataError, match=r"chunks: \[5\] has rank 1 but the source has shape \[10, 10\]"):
         target_metadata(ArrayLayout(chunks=(5,)), reader)
-    with pytest.raises(MetadataError, match="dimension_names are a Zarr v3 feature"):
-        target_metadata(ArrayLayout(zarr_format=2, dimension_names=("y", "x")), reader)
+    with pytest.raises(MetadataError, match=r"dimension_names: \['y'\] has 1 names but the source has shape"):
+        target_metadata(ArrayLayout(dimension_names=("y",)), reader)
     with pytest.raises(MetadataError):
         target_metadata(ArrayLayout(fill_value="not a number"), reader)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_every_target_has_dimension_names_as_xarray_reads_them(zarr_format: int) -> None:
+    reader = SyntheticSource(shape=(10, 10)).open()
+    named = target_metadata(ArrayLayout(zarr_format=zarr_format, dimension_names=("y", "x")), reader)
+    unnamed = target_metadata(ArrayLayout(zarr_format=zarr_format), reader)
+    if zarr_format == 3:
+        assert named.dimension_names == ("y", "x") and unnamed.dimension_names == ("dim_0", "dim_1")
+    else:
+        assert named.attributes["_ARRAY_DIMENSIONS"] == ["y", "x"]
+        assert unnamed.attributes["_ARRAY_DIMENSIONS"] == ["dim_0", "dim_1"]
 
 
 def test_missing_source_files_are_named(tmp_path: Path) -> None:
