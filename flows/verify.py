@@ -6,17 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
 import zarrcore
 from flows.batchrun import BatchOutcome, run_batches
+from flows.credentials import CredentialsBlock, with_credentials
 from flows.ledger import Manifest, read_manifest
 from flows.params import ArrayPath, Execution, StorageOptions, StoreURL
 from flows.sources import SourceSpec
 from flows.stores import StoreRef
 from flows.targets import TargetRef, open_target, plan_batches
 from flows.tasks import VerifyJob, configure, verify_chunk_batch
+from flows.validation import checked_flow
 
 __all__ = ["verify", "VerificationFailed"]
 
@@ -115,13 +117,14 @@ def report(checks: list[_Checked]) -> dict[str, Any]:
     return {"arrays": rows}
 
 
-@flow(name="verify", validate_parameters=True)
+@checked_flow(name="verify")
 def verify(
     destination: StoreURL,
     array: ArrayPath = "data",
     source: SourceSpec | None = None,
     execution: Execution = Execution(),  # noqa: B008 - an immutable pydantic default, shown in the UI
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
+    credentials_block: CredentialsBlock = None,
 ) -> dict[str, Any]:
     """Check every stored chunk of ``array`` (or of every array below it) against its completion manifest.
 
@@ -131,7 +134,8 @@ def verify(
         source: Also compare the data with this source (as given to ingest).
         execution: Batching, concurrency and retries of the reads.
         storage_options: Non-secret options of the store.
+        credentials_block: Name of a Prefect Secret block holding the store's credentials.
     """
-    checks = open_checks(StoreRef.of(destination, storage_options), array, source)
+    checks = open_checks(StoreRef.of(destination, with_credentials(storage_options, credentials_block)), array, source)
     check_chunks(checks, execution)
     return report(checks)
