@@ -3,13 +3,16 @@
 A flow's parameters are stored by Prefect in plain text, so they may name a credentials block but never
 hold a credential. The block's value is a JSON object of store options (``access_key_id`` and
 ``secret_access_key`` for S3, ``credentials`` for GCS, ``connection_string``, ``account_key`` or
-``sas_token`` for Azure). The name travels with a store's options under :data:`BLOCK_OPTION` (in flow
-parameters, task inputs, result-storage blocks and cache keys there is only the name); the value is
-read by :func:`open_options`, called by :mod:`flows.stores` alone, right before ``zarrcore.open_store``.
+``sas_token`` for Azure), best saved as a string: Prefect's API hides a string secret from reads
+without secrets but returns a JSON-object value as it is. The name travels with a store's options
+under :data:`BLOCK_OPTION` (in flow parameters, task inputs, result-storage blocks and cache keys there
+is only the name); the value is read by :func:`open_options`, called by :mod:`flows.stores` alone,
+right before ``zarrcore.open_store``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any
 
@@ -72,9 +75,14 @@ def _load(name: str) -> dict[str, Any]:
             f"credentials block {name!r} cannot be read ({type(exc).__name__}): create it with "
             f"Secret(value={{...}}).save({name!r}) on the Prefect server of the run"
         ) from None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None  # the message below, never the decoder's (it quotes the text)
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise CredentialsError(
             f"credentials block {name!r} must hold a JSON object of store options, "
-            f'e.g. {{"secret_access_key": "..."}}, not a {type(value).__name__}'
+            f'e.g. {{"secret_access_key": "..."}} (as a string), not {type(value).__name__}'
         )
     return value
