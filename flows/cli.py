@@ -242,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         source = parse_source(args.source, key=args.key, columns=args.columns, table_layout=args.table_layout,
                               source_path=args.source_path)  # fmt: skip
-        if args.source_credentials_block and source.get("kind") in ("zarr", "netcdf"):
+        if args.source_credentials_block:
+            if source.get("kind") not in ("zarr", "netcdf"):
+                raise SystemExit("error: --source-credentials-block applies to Zarr and NetCDF sources")
             source["credentials_block"] = args.source_credentials_block
         params = {"source": source, "destination": args.destination, "array": args.array, "layout": _layout(args),
                   "execution": _execution(args), "storage_options": _options(args.option),

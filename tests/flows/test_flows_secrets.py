@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,22 +57,23 @@ NO_AWS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_CONFIG
 
 @dataclass
 class Cli:
-    """One ``zarrflow`` process: its arguments, exit status, output and the flow run it reported."""
+    """One ``zarrflow`` process (output to files: no pipe can fill up), its exit status and output."""
 
     name: str
-    argv: list[str]
-    env: dict[str, str]
-    proc: subprocess.Popen[str] | None = None
+    proc: subprocess.Popen[bytes]
+    folder: Path
     rc: int | None = None
     out: str = ""
     err: str = ""
 
+    def finish(self, timeout: float = 120) -> None:
+        self.rc = self.proc.wait(timeout)
+        self.out, self.err = ((self.folder / f"{self.name}.{w}").read_text() for w in ("out", "err"))
+
     @property
     def flow_run_id(self) -> UUID | None:
-        for line in self.out.splitlines():
-            if "(flow run " in line:
-                return UUID(line.split("(flow run ", 1)[1].split(")", 1)[0])
-        return None
+        found = re.search(r"\(flow run ([0-9a-f-]{36})\)", self.out)
+        return UUID(found[1]) if found else None
 
 
 @dataclass
@@ -88,21 +90,13 @@ class Scenario:
 def _env(api: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(NO_AWS, PREFECT_API_URL=api, PYTHONPATH=str(REPO), PREFECT_LOGGING_LEVEL="INFO", COLUMNS="200")
-    env.update(extra)
-    return env
+    return {**env, **extra}
 
 
-def _cli(name: str, args: list[str], env: dict[str, str]) -> Cli:
-    cli = Cli(name, [sys.executable, "-m", "flows.cli", *args], env)
-    cli.proc = subprocess.Popen(cli.argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return cli
-
-
-def _finish(cli: Cli, timeout: float = 120) -> Cli:
-    assert cli.proc is not None
-    cli.out, cli.err = cli.proc.communicate(timeout=timeout)
-    cli.rc = cli.proc.returncode
-    return cli
+def _cli(folder: Path, name: str, args: list[str], env: dict[str, str]) -> Cli:
+    with open(folder / f"{name}.out", "wb") as out, open(folder / f"{name}.err", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, stdout=out, stderr=err)
+    return Cli(name, proc, folder)
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +112,15 @@ def scenario(prefect_api: str, s3_server: Any, tmp_path_factory: pytest.TempPath
     s = Scenario(bucket, options, block, time.time())
     opts = [a for k, v in options.items() for a in ("--option", f"{k}={v}")]
     s.clis = {c.name: c for c in [
-        _cli("refused-option", ["ingest", SOURCE, f"s3://{bucket}/refused-option.zarr", *opts,
+        _cli(folder, "refused-option", ["ingest", SOURCE, f"s3://{bucket}/refused-option.zarr", *opts,
                                 "--option", f"secret_access_key={SECRET}"], _env(prefect_api)),
-        _cli("refused-url", ["ingest", SOURCE, f"s3://AKIAURLKEY:{SECRET}@{bucket}/refused-url.zarr", *opts],
+        _cli(folder, "refused-url", ["ingest", SOURCE, f"s3://AKIAURLKEY:{SECRET}@{bucket}/refused-url.zarr", *opts],
              _env(prefect_api)),
-        _cli("environment", ["ingest", SOURCE, f"s3://{bucket}/environment.zarr", "--array", CONTROL, *opts],
+        _cli(folder, "environment", ["ingest", SOURCE, f"s3://{bucket}/environment.zarr", "--array", CONTROL, *opts],
              _env(prefect_api, AWS_ACCESS_KEY_ID="AKIAENVKEY", AWS_SECRET_ACCESS_KEY=SECRET)),
-        _cli("file", ["ingest", SOURCE, f"s3://{bucket}/file.zarr", *opts],
+        _cli(folder, "file", ["ingest", SOURCE, f"s3://{bucket}/file.zarr", *opts],
              _env(prefect_api, AWS_SHARED_CREDENTIALS_FILE=str(credentials))),
-        _cli("block", ["ingest", SOURCE, f"s3://{bucket}/block.zarr", *opts, "--credentials-block", block],
+        _cli(folder, "block", ["ingest", SOURCE, f"s3://{bucket}/block.zarr", *opts, "--credentials-block", block],
              _env(prefect_api)),
     ]}  # fmt: skip
     try:
@@ -137,7 +131,7 @@ def scenario(prefect_api: str, s3_server: Any, tmp_path_factory: pytest.TempPath
                 mp.setenv(k, v)
             _in_process(s, s3_server)
             for cli in s.clis.values():
-                _finish(cli)
+                cli.finish()
             for name in ("environment", "file", "block"):
                 assert s.clis[name].rc == 0, f"{name}: {s.clis[name].out}\n{s.clis[name].err}"
                 s.runs[name] = s.clis[name].flow_run_id  # type: ignore[assignment]
@@ -159,7 +153,7 @@ def scenario(prefect_api: str, s3_server: Any, tmp_path_factory: pytest.TempPath
         yield s
     finally:
         for cli in s.clis.values():
-            if cli.proc is not None and cli.proc.poll() is None:
+            if cli.proc.poll() is None:
                 cli.proc.kill()
                 cli.proc.wait(10)
 
@@ -206,39 +200,36 @@ def _plain(item: Any) -> Any:
     return item.model_dump(mode="json") if hasattr(item, "model_dump") else item
 
 
-def _paged(read: Callable[[int, int], list[Any]]) -> list[Any]:
+def _read(method: str, **filters: Any) -> list[Any]:
+    """Everything a client ``read_*`` method returns, page by page."""
     out: list[Any] = []
-    while True:
-        page = read(len(out), 200)
-        out.extend(page)
-        if len(page) < 200:
-            return out
+    with get_client(sync_client=True) as client:
+        while page := getattr(client, method)(offset=len(out), limit=200, **filters):
+            out.extend(page)
+            if len(page) < 200:
+                break
+    return out
 
 
 def _flow_runs() -> list[Any]:
-    with get_client(sync_client=True) as c:
-        return _paged(lambda offset, limit: c.read_flow_runs(offset=offset, limit=limit))
+    return _read("read_flow_runs")
 
 
 def _task_runs() -> list[Any]:
-    with get_client(sync_client=True) as c:
-        return _paged(lambda offset, limit: c.read_task_runs(offset=offset, limit=limit))
+    return _read("read_task_runs")
 
 
 def _logs(s: Scenario) -> list[Any]:
-    since = LogFilter(timestamp=LogFilterTimestamp(after_=datetime.fromtimestamp(s.started - 5, UTC)))
-    with get_client(sync_client=True) as c:
-        return _paged(lambda offset, limit: c.read_logs(log_filter=since, offset=offset, limit=limit))
+    return _read("read_logs", log_filter=LogFilter(timestamp=LogFilterTimestamp(
+        after_=datetime.fromtimestamp(s.started - 5, UTC))))  # fmt: skip
 
 
 def _artifacts() -> list[Any]:
-    with get_client(sync_client=True) as c:
-        return _paged(lambda offset, limit: c.read_artifacts(offset=offset, limit=limit))
+    return _read("read_artifacts")
 
 
 def _blocks() -> list[Any]:
-    with get_client(sync_client=True) as c:
-        return _paged(lambda offset, limit: c.read_block_documents(offset=offset, limit=limit, include_secrets=False))
+    return _read("read_block_documents", include_secrets=False)
 
 
 def _events(s: Scenario) -> list[dict[str, Any]]:
