@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
@@ -26,6 +26,7 @@ from pydantic import Field
 from flows.append_tasks import UnitsJob, commit_dataset, transaction_of, write_dataset_units
 from flows.axis import axis_values, describe_value
 from flows.batchrun import run_batches
+from flows.credentials import CredentialsBlock, with_credentials
 from flows.landing import BatchesFailed
 from flows.ledger import ledger_at
 from flows.params import ArrayPath, DatasetLayout, Execution, StorageOptions, StoreURL, WaitSeconds
@@ -33,6 +34,7 @@ from flows.sources.listing import list_sources
 from flows.sources.pieces import close_open_files, planning_piece, unchanged
 from flows.stores import StoreRef
 from flows.tasks import configure, retry_policy
+from flows.validation import checked_flow
 from flows.writer import hold_writer
 from zarrcore.datasets import Piece, create_dataset, open_dataset
 from zarrcore.errors import NotFound
@@ -129,7 +131,7 @@ def _jobs(plan: AppendPlan, store: StoreRef, path: str, execution: Execution,
     return jobs
 
 
-@flow(name="append", validate_parameters=True)
+@checked_flow(name="append")
 def append(
     source: SourcePattern,
     destination: StoreURL,
@@ -140,6 +142,8 @@ def append(
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
     source_storage_options: StorageOptions = {},  # noqa: B006
     wait_for_writer_seconds: WaitSeconds = 0.0,
+    credentials_block: CredentialsBlock = None,
+    source_credentials_block: CredentialsBlock = None,
 ) -> dict[str, Any]:
     """Land the new files matching ``source`` in the dataset at ``destination`` (and ``group``).
 
@@ -154,13 +158,16 @@ def append(
         source_storage_options: Non-secret options of the source files' store.
         wait_for_writer_seconds: How long to wait while another flow run writes the dataset (default: fail
             at once, naming it). A retry of the same flow run is the same writer and never waits.
+        credentials_block: Name of a Prefect Secret block holding the destination store's credentials.
+        source_credentials_block: Name of a Prefect Secret block holding the source files' store credentials.
     """
     logger = get_run_logger()
-    store = StoreRef.of(destination, storage_options)
+    store = StoreRef.of(destination, with_credentials(storage_options, credentials_block))
     store = store.at(store.open().url)
     ledger_at(store, group, None)  # the results block is saved before any task (see flows.landing)
     with hold_writer(store, group, wait_seconds=wait_for_writer_seconds) as claim:
-        summary = _land(source, store, group, dim, layout, execution, dict(source_storage_options), claim)
+        source_options = with_credentials(source_storage_options, source_credentials_block)
+        summary = _land(source, store, group, dim, layout, execution, source_options, claim)
     _artifacts(summary)
     logger.info("append: %d files landed, %d skipped; %s now %s", len(summary["landed"]), summary["skipped"],
                 summary["dataset"], summary["sizes"])  # fmt: skip

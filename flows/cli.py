@@ -13,7 +13,9 @@ SOURCE is a ``.npy``, ``.npz`` (with ``--key``), ``.parquet``/``.arrow``/``.feat
 ``ingest`` of a NetCDF4/HDF5 file (``.nc``, ``.h5``...) lands it as a dataset, as ``append`` does; the
 SOURCE of ``append`` is a path or glob of such files, on local disk or a store URL (``s3://b/raw/*.nc``).
 Flows talk to ``PREFECT_API_URL`` when it is set; otherwise Prefect starts its embedded server for the
-run, so nothing has to be started by hand.
+run, so nothing has to be started by hand. Parameters are checked before a flow run is created: refused
+ones exit with status 2 and one line naming each field, never its value. Credentials come from the SDK's
+chain or a Prefect Secret block named with ``--credentials-block`` (``--source-credentials-block``).
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ def _append_params(args: argparse.Namespace) -> dict[str, Any]:
             "layout": {k: v for k, v in layout.items() if v is not None}, "execution": _execution(args),
             "storage_options": _options(args.option),
             "source_storage_options": _options(args.source_option),
-            "wait_for_writer_seconds": args.wait_for_writer}  # fmt: skip
+            "wait_for_writer_seconds": args.wait_for_writer, "credentials_block": args.credentials_block,
+            "source_credentials_block": args.source_credentials_block}  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -159,6 +162,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--attributes", metavar="JSON", help='array attributes, a JSON object: \'{"units": "K"}\'')
         sp.add_argument("--overwrite", action="store_true", help="replace whatever is at the target")
         sp.add_argument("--option", action="append", metavar="NAME=VALUE", help="destination store option")
+        credentials_arg(sp)
+
+    def credentials_arg(sp: argparse.ArgumentParser, which: str = "") -> None:
+        sp.add_argument(f"--{which}credentials-block", metavar="NAME",
+                        help=f"Prefect Secret block holding the {which.rstrip('-') or 'destination'} store's "
+                        "credentials (a JSON object of store options)")  # fmt: skip
 
     def execution_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--workers", type=int, help="batches processed at once (default: 4)")
@@ -179,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--region", metavar="START,STOP,STEP",
                         help="region mode: the whole axis, e.g. 2001-01-01,2001-12-31T23,1h")  # fmt: skip
         sp.add_argument("--source-option", action="append", metavar="NAME=VALUE", help="source store option")
+        credentials_arg(sp, "source-")
 
     ing = sub.add_parser("ingest", help="land a source in a Zarr array (a NetCDF file: in a dataset)")
     ing.add_argument("source")
@@ -200,6 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--option", action="append", metavar="NAME=VALUE")
     ver.add_argument("--files", help="for a dataset: compare each landed file matching this path or glob")
     ver.add_argument("--source-option", action="append", metavar="NAME=VALUE", help="option of the files' store")
+    credentials_arg(ver)
+    credentials_arg(ver, "source-")
     execution_args(ver)
 
     cp = sub.add_parser("copy", help="copy or rechunk a Zarr array between stores")
@@ -207,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("destination")
     cp.add_argument("--source-path", default="")
     cp.add_argument("--source-option", action="append", metavar="NAME=VALUE")
+    credentials_arg(cp, "source-")
     layout_args(cp)
     execution_args(cp)
 
@@ -217,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     app.add_argument("--shards", help="shard length per dimension (Zarr v3), e.g. time=240")
     app.add_argument("--zarr-format", type=int, choices=(2, 3))
     app.add_argument("--option", action="append", metavar="NAME=VALUE", help="destination store option")
+    credentials_arg(app)
     dataset_args(app)
     execution_args(app)
 
@@ -246,32 +260,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "append" or (args.command == "ingest" and args.source.lower().endswith(NETCDF_SUFFIXES)):
         from flows.append import append
 
-        return 0 if run_in_process(append, _append_params(args), console) is not None else 1
+        return _run(append, _append_params(args), console)
     if args.command == "ingest":
         from flows.ingest import ingest
 
         source = parse_source(args.source, key=args.key, columns=args.columns, table_layout=args.table_layout,
                               source_path=args.source_path)  # fmt: skip
+        if args.source_credentials_block:
+            if source.get("kind") not in ("zarr", "netcdf"):
+                raise SystemExit("error: --source-credentials-block applies to Zarr and NetCDF sources")
+            source["credentials_block"] = args.source_credentials_block
         params = {"source": source, "destination": args.destination, "array": args.array, "layout": _layout(args),
                   "execution": _execution(args), "storage_options": _options(args.option),
-                  "wait_for_writer_seconds": args.wait_for_writer}  # fmt: skip
-        return 0 if run_in_process(ingest, params, console) is not None else 1
+                  "wait_for_writer_seconds": args.wait_for_writer,
+                  "credentials_block": args.credentials_block}  # fmt: skip
+        return _run(ingest, params, console)
     if args.command == "verify":
         from flows.verify import verify
 
         params = {"destination": args.destination, "array": args.array, "execution": _execution(args),
-                  "storage_options": _options(args.option), "files": args.files,
-                  "source_storage_options": _options(args.source_option)}  # fmt: skip
+                  "storage_options": _options(args.option), "credentials_block": args.credentials_block,
+                  "files": args.files, "source_storage_options": _options(args.source_option),
+                  "source_credentials_block": args.source_credentials_block}  # fmt: skip
         if args.source:
             params["source"] = parse_source(args.source, key=args.key)
-        return 0 if run_in_process(verify, params, console) is not None else 1
+        return _run(verify, params, console)
     from flows.copy import copy_array
 
     params = {"source": args.source, "destination": args.destination, "array": args.array,
               "source_path": args.source_path, "layout": _layout(args), "execution": _execution(args),
               "source_storage_options": _options(args.source_option),
-              "storage_options": _options(args.option), "wait_for_writer_seconds": args.wait_for_writer}  # fmt: skip
-    return 0 if run_in_process(copy_array, params, console) is not None else 1
+              "storage_options": _options(args.option), "wait_for_writer_seconds": args.wait_for_writer,
+              "credentials_block": args.credentials_block,
+              "source_credentials_block": args.source_credentials_block}  # fmt: skip
+    return _run(copy_array, params, console)
+
+
+def _run(flow_fn: Any, params: dict[str, Any], console: Any) -> int:
+    """Check the parameters (2: refused, before any flow run exists), then run the flow (0 or 1)."""
+    from rich.markup import escape
+
+    from flows.validation import ParameterError, check_parameters
+
+    try:
+        check_parameters(flow_fn, params)
+    except ParameterError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        return 2
+    return 0 if run_in_process(flow_fn, params, console) is not None else 1
 
 
 if __name__ == "__main__":

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
+from flows.credentials import CredentialsBlock, with_credentials
 from flows.landing import land
 from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL, WaitSeconds
 from flows.sources import ZarrSource
 from flows.stores import StoreRef
+from flows.validation import checked_flow
 
 __all__ = ["copy_array"]
 
 
-@flow(name="copy", validate_parameters=True)
+@checked_flow(name="copy")
 def copy_array(
     source: StoreURL,
     destination: StoreURL,
@@ -28,6 +28,8 @@ def copy_array(
     results_url: StoreURL | None = None,
     results_storage_options: StorageOptions = {},  # noqa: B006
     wait_for_writer_seconds: WaitSeconds = 0.0,
+    credentials_block: CredentialsBlock = None,
+    source_credentials_block: CredentialsBlock = None,
 ) -> dict[str, Any]:
     """Copy the Zarr array at ``source`` (path ``source_path``) to ``array`` at ``destination``.
 
@@ -44,9 +46,12 @@ def copy_array(
         results_storage_options: Non-secret options of the results_url store.
         wait_for_writer_seconds: How long to wait while another flow run writes a target array (default:
             fail at once, naming it). A retry of the same flow run is the same writer and never waits.
+        credentials_block: Name of a Prefect Secret block holding the destination store's credentials.
+        source_credentials_block: Name of a Prefect Secret block holding the source store's credentials.
     """
-    spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options)
-    store = StoreRef.of(destination, storage_options)
+    spec = ZarrSource(url=source, path=source_path, storage_options=source_storage_options,
+                      credentials_block=source_credentials_block)  # fmt: skip
+    store = StoreRef.of(destination, with_credentials(storage_options, credentials_block))
     results = StoreRef.of(results_url, results_storage_options) if results_url else None
     return land(spec, store, array, layout, execution, results, key="copy",
                 wait_for_writer_seconds=wait_for_writer_seconds)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
+from flows.credentials import CredentialsBlock, with_credentials
 from flows.landing import land
 from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL, WaitSeconds
 from flows.sources import SourceSpec
 from flows.stores import StoreRef
+from flows.validation import checked_flow
 
 __all__ = ["ingest"]
 
 
-@flow(name="ingest", validate_parameters=True)
+@checked_flow(name="ingest")
 def ingest(
     source: SourceSpec,
     destination: StoreURL,
@@ -26,6 +26,7 @@ def ingest(
     results_url: StoreURL | None = None,
     results_storage_options: StorageOptions = {},  # noqa: B006
     wait_for_writer_seconds: WaitSeconds = 0.0,
+    credentials_block: CredentialsBlock = None,
 ) -> dict[str, Any]:
     """Land ``source`` in the Zarr array ``array`` at ``destination``.
 
@@ -41,8 +42,10 @@ def ingest(
         results_storage_options: Non-secret options of the results_url store (endpoint_url, region, ...).
         wait_for_writer_seconds: How long to wait while another flow run writes a target array (default:
             fail at once, naming it). A retry of the same flow run is the same writer and never waits.
+        credentials_block: Name of a Prefect Secret block holding the destination store's credentials
+            (a JSON object of store options); read when the store is opened, never stored with the run.
     """
-    store = StoreRef.of(destination, storage_options)
+    store = StoreRef.of(destination, with_credentials(storage_options, credentials_block))
     results = StoreRef.of(results_url, results_storage_options) if results_url else None
     return land(source, store, array, layout, execution, results, key="ingest",
                 wait_for_writer_seconds=wait_for_writer_seconds)

@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio.to_thread
 import crc32c
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.filesystems import WritableFileSystem
 from prefect.settings import PREFECT_API_URL
 from pydantic import Field
@@ -134,13 +135,21 @@ _saved_lock = threading.Lock()
 
 def _saved(storage: ZarrcoreResultStorage, name: str, api: str) -> ZarrcoreResultStorage:
     """``storage`` saved as block ``name``; an identical block already saved by this process to the same
-    API is reused instead of being saved again (a save is two API round trips)."""
+    API is reused instead of being saved again (a save is two API round trips). Prefect registers a block
+    type by reading it, then creating it if missing, so the first runs on a new server can race: the
+    loser's conflict is retried (the type then exists)."""
     key = (api, name, storage.model_dump_json())
     with _saved_lock:
         known = _saved_blocks.get(key)
         if known is not None:
             return known
-    storage.save(name, overwrite=True)
+    for attempt in range(3):
+        try:
+            storage.save(name, overwrite=True)
+            break
+        except ObjectAlreadyExists:  # another process registered the block type or schema at the same moment
+            if attempt == 2:
+                raise
     with _saved_lock:
         _saved_blocks[key] = storage
     return storage

@@ -54,7 +54,8 @@ def _check_options(value: dict[str, Any]) -> dict[str, Any]:
     if secret:
         raise ValueError(
             f"storage options {secret} look like credentials; flow parameters are stored in the Prefect "
-            "database in plain text, so credentials must come from the environment or the SDK's own chain"
+            "database in plain text, so credentials must come from a Secret block named by a credentials_block "
+            "parameter, the environment or the SDK's own chain"
         )
     return value
 
@@ -73,7 +74,8 @@ StorageOptions = Annotated[
     dict[str, Any],
     AfterValidator(_check_options),
     Field(
-        description="Non-secret store options (endpoint_url, region, ...). Credentials come from the SDK's chain.",
+        description="Non-secret store options (endpoint_url, region, ...). Credentials come from a Secret block "
+        "(credentials_block) or the SDK's chain.",
     ),
 ]
 WaitSeconds = Annotated[
@@ -87,7 +89,7 @@ Compression = Literal["zstd", "gzip", "blosc-zstd", "blosc-lz4", "none"]
 class ArrayLayout(BaseModel):
     """How the target array is laid out. Unset fields come from a Zarr source, else from the defaults."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     chunks: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
         None,
@@ -141,7 +143,7 @@ class ArrayLayout(BaseModel):
 class Execution(BaseModel):
     """How the work runs: batching, concurrency, retries and the task runner."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     task_runner: Literal["threads", "dask"] = Field(
         "threads", description="'threads': a bounded thread pool in the flow's process; 'dask': a Dask cluster."
@@ -196,7 +198,7 @@ class RegionAxis(BaseModel):
     (``1h``, ``6h``, ``1D``), encoded in the files' own units and calendar; otherwise they are numbers
     in the coordinate's units."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     start: str | float = Field(description="First value of the axis: a date for a time axis, else a number.")
     stop: str | float = Field(description="Last value of the axis (inclusive).")
@@ -206,7 +208,7 @@ class RegionAxis(BaseModel):
 class DatasetLayout(BaseModel):
     """How a dataset's arrays are laid out and which variables land (used when the dataset is created)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     chunks: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
         None, description="Chunk length per dimension, e.g. {'time': 24, 'lat': 256, 'lon': 256}; dimensions not "

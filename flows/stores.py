@@ -1,4 +1,8 @@
-"""Store references: a store's URL and options as one hashable value, opening one store per process."""
+"""Store references: a store's URL and options as one hashable value, opening one store per process.
+
+The options are never secret: they may name a credentials block (:mod:`flows.credentials`), whose value
+is read only when the store is opened, so a reference can be a task input, part of a cache key or a
+result without carrying a credential."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import zarrcore
+from flows.credentials import open_options
 from zarrcore.storage import Store
 
 __all__ = ["StoreRef", "shared_store"]
@@ -22,10 +27,12 @@ class StoreRef(BaseModel):
     reference means the same store in every thread and task run of the process.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     url: str = Field(description="Store URL (a path, file://, s3://, gs://, az://, memory://).")
-    options: dict[str, Any] = Field(default_factory=dict, description="Non-secret store options.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Non-secret store options (and the name of a credentials block)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -69,4 +76,4 @@ def shared_store(url: str, storage_options: dict[str, Any] | None = None) -> Sto
 @functools.lru_cache(maxsize=32)
 def _open(key: str) -> Store:
     url, options = json.loads(key)
-    return zarrcore.open_store(url, **options)
+    return zarrcore.open_store(url, **open_options(options))  # a named credentials block is read here only

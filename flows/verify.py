@@ -6,17 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
 import zarrcore
 from flows.batchrun import BatchOutcome, run_batches
+from flows.credentials import CredentialsBlock, with_credentials
 from flows.ledger import Manifest, read_manifest
 from flows.params import ArrayPath, Execution, StorageOptions, StoreURL
 from flows.sources import SourceSpec
 from flows.stores import StoreRef
 from flows.targets import TargetRef, open_target, plan_batches
 from flows.tasks import VerifyJob, configure, verify_chunk_batch
+from flows.validation import checked_flow
 from flows.verify_dataset import verify_dataset
 from zarrcore.datasets import open_dataset
 from zarrcore.errors import NotFound
@@ -127,15 +129,17 @@ def report(checks: list[_Checked]) -> dict[str, Any]:
     return {"arrays": rows}
 
 
-@flow(name="verify", validate_parameters=True)
+@checked_flow(name="verify")
 def verify(
     destination: StoreURL,
     array: ArrayPath = "data",
     source: SourceSpec | None = None,
     execution: Execution = Execution(),  # noqa: B008 - an immutable pydantic default, shown in the UI
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
+    credentials_block: CredentialsBlock = None,
     files: str | None = None,
     source_storage_options: StorageOptions = {},  # noqa: B006
+    source_credentials_block: CredentialsBlock = None,
 ) -> dict[str, Any]:
     """Check every stored chunk of ``array`` (or of every array below it) against its completion manifest;
     or, when ``array`` is a dataset that ``append`` lands, the dataset (see flows.verify_dataset).
@@ -146,13 +150,16 @@ def verify(
         source: Also compare the data with this source (as given to ingest).
         execution: Batching, concurrency and retries of the reads.
         storage_options: Non-secret options of the store.
+        credentials_block: Name of a Prefect Secret block holding the store's credentials.
         files: For a dataset: also compare each landed file matching this pattern (as given to append)
             with its region of the dataset.
         source_storage_options: Non-secret options of the files' store.
+        source_credentials_block: Name of a Prefect Secret block holding the files' store's credentials.
     """
-    store = StoreRef.of(destination, storage_options)
+    store = StoreRef.of(destination, with_credentials(storage_options, credentials_block))
     if source is None and is_dataset(store, array):
-        return verify_dataset(store, array, files, dict(source_storage_options), execution)
+        files_options = with_credentials(source_storage_options, source_credentials_block)
+        return verify_dataset(store, array, files, files_options, execution)
     if files:
         raise ValueError(f"files is for datasets, and {destination} {array!r} is not one; give source instead")
     checks = open_checks(store, array, source)

@@ -70,7 +70,7 @@ class SourceReader(ABC):
 class SourceModel(BaseModel):
     """The common base of the source parameter models: frozen, with ``open()`` and ``targets()``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     def open(self) -> SourceReader:
         """Open the source (readers are cached per process while the underlying file is unchanged)."""

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from flows.credentials import CredentialsBlock, with_credentials
 from flows.params import StorageOptions
 from flows.sources.base import Region, SourceError, SourceModel, SourceReader
 from flows.sources.listing import FileIdentity, content_hash, file_identity, locate
@@ -326,14 +327,20 @@ class NetcdfArraySource(SourceModel):
     url: str = Field(description="Path or store URL of the file: /data/a.nc, s3://bucket/raw/a.nc, gs://..., az://...")
     variable: str = Field(description="Name of the variable to land (a path such as 'group/var' inside groups).")
     storage_options: StorageOptions = Field(default_factory=dict)
+    credentials_block: CredentialsBlock = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The file's store options, naming its credentials block, if any."""
+        return with_credentials(self.storage_options, self.credentials_block)
 
     def _identity(self) -> tuple[Any, ...]:
         """The file's size and version: a reader is reopened when the file is replaced."""
-        ident = file_identity(self.url, self.storage_options, with_hash=False)
+        ident = file_identity(self.url, self.options, with_hash=False)
         return (ident.size, ident.version, ident.mtime_ns)
 
     def _reader(self) -> SourceReader:
-        return _VariableReader(open_netcdf(self.url, self.storage_options), self.variable)
+        return _VariableReader(open_netcdf(self.url, self.options), self.variable)
 
     def __hash__(self) -> int:  # storage_options is a dict
-        return hash((self.kind, self.url, self.variable, repr(sorted(self.storage_options.items()))))
+        return hash((self.kind, self.url, self.variable, repr(sorted(self.options.items()))))

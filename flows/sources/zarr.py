@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import Field
 
 import zarrcore
+from flows.credentials import CredentialsBlock, with_credentials
 from flows.params import StorageOptions, StoreURL
 from flows.sources.base import Region, SourceError, SourceModel, SourceReader, hash_array
 from flows.stores import StoreRef
@@ -79,11 +80,12 @@ class ZarrSource(SourceModel):
     url: StoreURL = Field(description="Store URL: a path, file://, s3://bucket/prefix, gs://..., az://...")
     path: str = Field("", description="Path of the array inside the store ('' when the URL is the array).")
     storage_options: StorageOptions = Field(default_factory=dict)
+    credentials_block: CredentialsBlock = None
 
     @property
     def store(self) -> StoreRef:
-        """The source's store."""
-        return StoreRef.of(self.url, self.storage_options)
+        """The source's store (naming its credentials block, if any)."""
+        return StoreRef.of(self.url, with_credentials(self.storage_options, self.credentials_block))
 
     def _identity(self) -> tuple[Any, ...]:
         """The source's metadata: a reader is reopened when the array is replaced or resized."""
