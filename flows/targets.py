@@ -62,6 +62,13 @@ def auto_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int) -> tup
     return tuple(chunks)
 
 
+def _is_zero(value: Any) -> bool:
+    try:
+        return bool(np.asarray(value) == 0) and not isinstance(value, str | bytes)
+    except (TypeError, ValueError):
+        return False
+
+
 def dimension_names(layout: ArrayLayout, reader: SourceReader) -> tuple[str, ...]:
     """The target's dimension names: the layout's, else the source's own (a Zarr source's, a table's
     ``row``/``column``), else ``dim_0``, ``dim_1``... as xarray names unnamed dimensions."""
@@ -98,6 +105,9 @@ def target_metadata(layout: ArrayLayout, reader: SourceReader) -> ArrayMetadata:
     same_format = src is not None and src.zarr_format == zarr_format
     same_codecs = same_format and layout.compression is None and dtype == src.dtype  # type: ignore[union-attr]
     fill = layout.fill_value if layout.fill_value is not None else reader.fill_value
+    if zarr_format == 2 and src is not None and src.zarr_format == 3 and layout.fill_value is None and _is_zero(fill):
+        # xarray masks a v2 fill value as missing data; a v3 source's zero fill is only the chunks' default
+        fill = None
     args: dict[str, Any] = dict(
         shape=reader.shape, chunks=tuple(chunks), dtype=dtype, fill_value=fill, zarr_format=zarr_format,
         attributes=layout.attributes if layout.attributes is not None else (dict(src.attributes) if src else {}),

@@ -36,8 +36,12 @@ def test_demo_runs_on_a_fresh_machine_and_then_skips_everything(tmp_path: Path) 
     shape = tuple(DEMO_SOURCE["shape"])  # type: ignore[arg-type]
     expected = SyntheticSource(**DEMO_SOURCE).open().read(tuple(slice(0, n) for n in shape))  # type: ignore[arg-type]
     np.testing.assert_array_equal(arr[:], expected)
-    assert "3 new files landed, 0 already there" in first.stdout and "3 new files landed, 3 already" in first.stdout
     import xarray as xr
+
+    landed = xr.open_zarr(tmp_path / "data" / "demo.zarr")  # xarray's defaults open the array the demo lands
+    assert landed["synthetic"].dims == ("dim_0", "dim_1")
+    np.testing.assert_array_equal(landed["synthetic"].values, expected)
+    assert "3 new files landed, 0 already there" in first.stdout and "3 new files landed, 3 already" in first.stdout
 
     def expected_file(f: Path) -> xr.Dataset:
         with xr.open_dataset(f, engine="h5netcdf") as ds:
