@@ -103,6 +103,9 @@ CONTENDERS = {
 
 def _worker(name: str, files: list[str], dest: str) -> None:
     CONTENDERS[name](files, dest)
+    with open("/proc/self/status") as status:  # the worker's own peak (ru_maxrss would carry the parent's)
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"peak_rss_mib": round(peak / 1024, 1)}))
 
 
 def _run(name: str, files: list[Path], work: Path, api_url: str) -> dict[str, Any]:
