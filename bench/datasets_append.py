@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     size = total_bytes(files)
     print(f"{len(files)} files, {size / 2**30:.2f} GiB")
     rows = []
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from the bench's server
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
