@@ -235,17 +235,6 @@ def _read_incarnation(data: bytes, key: str) -> str:
         raise MetadataError(f"{key}: malformed incarnation record: {exc!r}") from None
 
 
-def _ensure_parents(store: StoreRef, path: str, zarr_format: int) -> None:
-    """Make sure every parent of ``path`` is a group (creating the missing ones)."""
-    parts = path.split("/")[:-1]
-    try:
-        group = zarrcore.open_group(store.open(), mode="r+")
-    except NotFound:
-        group = zarrcore.create_group(store.open(), zarr_format=zarr_format)  # type: ignore[arg-type]
-    for part in parts:
-        group = group.require_group(part)
-
-
 def _ref(store: StoreRef, array: zarrcore.Array, incarnation: str) -> TargetRef:
     return TargetRef(
         store=store.at(array.store.url), path=array.path, shape=array.shape, chunks=array.metadata.chunks,
@@ -255,9 +244,8 @@ def _ref(store: StoreRef, array: zarrcore.Array, incarnation: str) -> TargetRef:
 
 def create_target(store: StoreRef, path: str, metadata: ArrayMetadata, *, overwrite: bool) -> TargetRef:
     """Create the array with :func:`zarrcore.create` (a create-only metadata write: identical metadata
-    attaches, a difference raises ``MetadataConflictError`` before any chunk) and return its reference."""
-    if path:
-        _ensure_parents(store, path, metadata.zarr_format)
+    attaches, a difference raises ``MetadataConflictError`` before any chunk; missing parent groups are
+    made) and return its reference."""
     array = zarrcore.create(store.open(), path=path, metadata=metadata, overwrite=overwrite)
     return _ref(store, array, _incarnation(array))
 

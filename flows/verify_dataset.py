@@ -20,6 +20,7 @@ from flows.stores import StoreRef
 from flows.tasks import configure
 from zarrcore.datasets import open_dataset
 from zarrcore.datasets.check import Finding, check_chunks, check_file, check_structure
+from zarrcore.datasets.ledger import gaps
 
 __all__ = ["DatasetJob", "verify_dataset"]
 
@@ -55,10 +56,9 @@ def compare_file(job: DatasetJob) -> dict[str, Any]:
     """One landed file's identity and values against the dataset."""
     ds = open_dataset(job.store.open(), job.path)
     landed = ds.landed()[job.url]
-    names = list(ds.variables)
     identity = planning_piece(job.url, job.source_options, None, ds.dim).source
     try:
-        values = writing_piece(job.url, job.source_options, [n for n in names if n != ds.dim] + [ds.dim])
+        values = writing_piece(job.url, job.source_options, ds.variables)
     except Exception as exc:  # a variable of the dataset is not in the file
         return {"file": job.url, "problems": [[job.url, f"cannot be read as landed: {exc}"]]}
     found = check_file(ds, landed, dataclasses.replace(values, source=identity))
@@ -97,7 +97,7 @@ def verify_dataset(store: StoreRef, path: str, files: str | None, source_options
     pending = ledger.pending.number if ledger is not None and ledger.pending is not None else None
     summary = {"dataset": store.url + (f"/{path}" if path else ""), "mode": ds.mode, "sizes": ds.sizes,
                "variables": rows, "files_compared": sum(o.ok for o in compare_out), "not_landed": not_landed,
-               "missing": [list(r) for r in ds.missing()] if ds.mode == "region" else [],
+               "missing": [list(r) for r in gaps(landed.values(), ds.extent)] if ds.mode == "region" else [],
                "unfinished_commit": pending}  # fmt: skip
     create_table_artifact(rows or [{"variable": "(none)"}], key="verify-summary",
                           description="verify: every chunk of each variable read")  # fmt: skip

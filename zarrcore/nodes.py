@@ -169,9 +169,9 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def create_parents(store: Store, path: str, zarr_format: int) -> None:
-    """Make every parent of ``path`` (the root included) a group, creating the missing ones in
-    ``zarr_format``, as zarr-python does: readers that walk from the root (xarray) find the node.
-    Existing groups of either format are kept; an array where a parent should be is an error."""
+    """Make every parent of ``path`` (the root included) a group, as zarr-python does: readers that
+    walk from the root (xarray) find the node. A missing group takes the format of the group above it
+    (``zarr_format`` below none); existing groups are kept; an array where a parent should be is an error."""
     if not path.strip("/"):
         return  # the root has no parent
     parts = validate_key(path.strip("/")).split("/")[:-1]
@@ -185,6 +185,8 @@ def create_parents(store: Store, path: str, zarr_format: int) -> None:
                 node = try_read_node(store, parent)
         if isinstance(node, ArrayMetadata):
             raise MetadataError(f"{describe_location(store, path)}: its parent {parent or '/'!r} is an array")
+        if node is not None:
+            zarr_format = node.zarr_format
 
 
 def create_node(store: Store, path: str, meta: NodeMetadata, *, overwrite: bool = False) -> NodeMetadata:

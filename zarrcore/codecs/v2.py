@@ -64,7 +64,7 @@ class V2Chain(Chain):
         if not self.filters:
             return self._nbytes, True
         # filters may widen the elements (fixedscaleoffset's astype), to 8 bytes at most
-        return outer_limit(max(self._nbytes, 8 * int(np.prod(self.chunk_shape, dtype=np.int64)))), False
+        return outer_limit(max(self._nbytes, 8 * self._count)), False
 
 
 def build_v2(meta: ArrayMetadata) -> V2Chain:

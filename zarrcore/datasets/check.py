@@ -16,7 +16,7 @@ import numpy as np
 
 from zarrcore.datasets.dataset import Dataset
 from zarrcore.datasets.layout import dims_of
-from zarrcore.datasets.ledger import Landed, Ledger
+from zarrcore.datasets.ledger import Landed, Ledger, gaps
 from zarrcore.datasets.model import Piece
 from zarrcore.datasets.plan import same_values
 from zarrcore.errors import ZarrcoreError
@@ -53,7 +53,7 @@ def _same_fill(a: Any, b: Any) -> bool:
         return False
 
 
-def _compare(name: str, own: ArrayMetadata, published: ArrayMetadata, axis: int | None, pending: bool) -> list[str]:
+def _compare(own: ArrayMetadata, published: ArrayMetadata, axis: int | None, pending: bool) -> list[str]:
     """How a variable's own metadata differs from its consolidated entry."""
     out = []
     for what, a, b in (("dtype", own.dtype, published.dtype), ("chunks", own.chunks, published.chunks),
@@ -70,25 +70,22 @@ def _compare(name: str, own: ArrayMetadata, published: ArrayMetadata, axis: int 
         break
     if len(own.shape) != len(published.shape):
         out.append(f"it has {len(own.shape)} dimensions, the consolidated metadata {len(published.shape)}")
-    return [f"{name}: {p}" for p in out]
+    return out
 
 
 def _coverage(ds: Dataset, landed: Iterable[Landed]) -> list[Finding]:
     """Landed files inside the extent, none overlapping another; in append mode they cover it all."""
     out: list[Finding] = []
     spans = sorted(landed, key=lambda x: (x.start, x.stop))
-    at, previous = 0, None
-    for x in spans:
+    for previous, x in zip([None, *spans], spans, strict=False):
         if x.stop > ds.extent or x.start < 0 or x.stop <= x.start:
             out.append(Finding(x.source.key, f"landed at [{x.start}, {x.stop}), outside the extent {ds.extent}"))
         if previous is not None and x.start < previous.stop:
             other = f"{previous.source.key} at [{previous.start}, {previous.stop})"
             out.append(Finding(x.source.key, f"landed at [{x.start}, {x.stop}), overlapping {other}"))
-        if ds.mode == "append" and x.start > at:
-            out.append(Finding("(ledger)", f"[{at}, {x.start}) along {ds.dim!r} comes from no landed file"))
-        at, previous = max(at, x.stop), x
-    if ds.mode == "append" and at < ds.extent:
-        out.append(Finding("(ledger)", f"[{at}, {ds.extent}) along {ds.dim!r} comes from no landed file"))
+    if ds.mode == "append":
+        out.extend(Finding("(ledger)", f"[{start}, {stop}) along {ds.dim!r} comes from no landed file")
+                   for start, stop in gaps(spans, ds.extent))  # fmt: skip
     return out
 
 
@@ -110,7 +107,7 @@ def check_structure(ds: Dataset) -> tuple[list[Finding], Ledger | None]:
         if not isinstance(own, ArrayMetadata):
             out.append(Finding(name, "the consolidated metadata lists an array, the store holds a group"))
             continue
-        out.extend(Finding(name, p) for p in _compare(name, own, published, ds.layout.axis_of(name), pending))
+        out.extend(Finding(name, p) for p in _compare(own, published, ds.layout.axis_of(name), pending))
     if ds.mode == "append" and ds.extent > 1:
         steps = np.diff(ds.coordinate())
         if not (steps > np.zeros((), dtype=steps.dtype)).all():

@@ -28,6 +28,7 @@ from zarrcore.datasets.ledger import (
     Ledger,
     Placement,
     dataset_key,
+    gaps,
     mark,
     read_ledger,
     read_record,
@@ -106,15 +107,7 @@ class Dataset:
 
     def missing(self) -> list[tuple[int, int]]:
         """The ``[start, stop)`` ranges along the dimension that no landed source covers."""
-        spans = sorted((x.start, x.stop) for x in self.landed().values())
-        out, at = [], 0
-        for start, stop in spans:
-            if start > at:
-                out.append((at, start))
-            at = max(at, stop)
-        if at < self.extent:
-            out.append((at, self.extent))
-        return out
+        return gaps(self.landed().values(), self.extent)
 
     def _statics(self) -> dict[str, np.ndarray]:
         return {name: np.asarray(self.layout.array(self.store, self.path, name)[...])

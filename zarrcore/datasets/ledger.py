@@ -113,6 +113,18 @@ class Ledger:
     published: list[int] = field(default_factory=list)
 
 
+def gaps(landed: Iterable[Landed], extent: int) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` ranges of ``[0, extent)`` that none of ``landed`` covers."""
+    out, at = [], 0
+    for start, stop in sorted((x.start, x.stop) for x in landed):
+        if start > at:
+            out.append((at, start))
+        at = max(at, stop)
+    if at < extent:
+        out.append((at, extent))
+    return out
+
+
 def read_records(store: Store, path: str) -> list[CommitRecord]:
     """Every commit record, by number."""
     prefix = dataset_key(path, COMMITS) + "/"
