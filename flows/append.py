@@ -14,6 +14,7 @@ finished batch is a cache hit. See docs/datasets.md.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -48,6 +49,10 @@ SourcePattern = Annotated[
 ]  # fmt: skip
 
 
+#: Files planned at once (each holds its file open and a block cache of at most 4 MiB meanwhile).
+PLANNING_THREADS = 4
+
+
 @dataclass
 class AppendPlan:
     """What a run lands: the commit (``None`` when nothing is new) and its sources in placement order."""
@@ -64,7 +69,10 @@ class AppendPlan:
 def _pieces(urls: list[str], options: dict[str, Any], variables: list[str] | None, dim: str,
             landed: dict[str, Any]) -> tuple[list[Piece], int]:  # fmt: skip
     todo = [u for u in urls if not unchanged(u, options, landed.get(u))]
-    return [planning_piece(u, options, variables, dim) for u in todo], len(urls) - len(todo)
+    # A few files at a time: one file's content hash and reads overlap another's HDF5 parsing.
+    with ThreadPoolExecutor(max_workers=PLANNING_THREADS) as pool:
+        pieces = list(pool.map(lambda url: planning_piece(url, options, variables, dim), todo))
+    return pieces, len(urls) - len(todo)
 
 
 @task(name="plan-append", task_run_name="plan the append to {path!r}", **retry_policy(Execution()),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,13 +89,13 @@ _POLICY = retry_policy(Execution())
     result_serializer="json",
 )
 def write_dataset_units(job: UnitsJob) -> dict[str, Any]:
-    """Write the job's units, ``job.chunk_concurrency`` at a time; returns ``{"units": n, "stored": m}``
+    """Write the job's units, at most ``job.chunk_concurrency`` at a time (on local disk at most one
+    per core in the whole process, see :meth:`Transaction.write_all`); returns ``{"units": n, "stored": m}``
     (``m`` objects stored, the rest were all fill and not stored)."""
     txn = transaction_of(job.store, job.path, job.commit)
     units = txn.units[job.start : job.stop]
     pieces = {i: writing_piece(url, job.source_options, job.variables) for i, url in job.sources.items()}
-    with ThreadPoolExecutor(max_workers=max(1, job.chunk_concurrency)) as pool:
-        stored = sum(pool.map(lambda unit: txn.write(unit, pieces), units))
+    stored = txn.write_all(units, pieces, concurrency=job.chunk_concurrency)
     return {"units": len(units), "stored": stored}
 
 

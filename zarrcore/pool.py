@@ -112,6 +112,7 @@ def run_all(
     *,
     row: Callable[[T], Hashable] | None = None,
     cpu_workers: int | None = None,
+    max_workers: int | None = None,
 ) -> None:
     """Call ``fn`` on every item, on the calling thread plus pool threads, as many in all as the
     concurrency that suits ``store``; re-raise the first error once every thread has stopped.
@@ -125,10 +126,12 @@ def run_all(
     disk each thread then takes runs of one row (:func:`row_batches`): two threads creating files in
     one folder queue for that folder's lock, and fewer, longer runs mean fewer thread handoffs.
     ``cpu_workers`` lowers the number of threads (the calling one included) on memory and local
-    disk, where a chunk costs only CPU; network stores always get their full concurrency.
+    disk, where a chunk costs only CPU; network stores always get their full concurrency, unless
+    ``max_workers`` lowers it (on every kind of store).
     """
     kind = store.io_kind
     n = min(_sizes[kind], cpu_workers or _sizes[kind]) if kind == "cpu" else _sizes[kind]
+    n = min(n, max_workers or n)
     if row is not None and kind == "cpu" and n > 1:
         _run(fn, row_batches(list(items), row, n), kind, n)
     else:

@@ -138,9 +138,16 @@ class LazyData:
         self.shape: tuple[int, ...] = tuple(int(n) for n in variable.shape)
         self.dtype: np.dtype = np.dtype(variable.dtype)
         self.ndim = len(self.shape)
+        # A numeric variable stored at its full shape is read from its HDF5 dataset itself: h5netcdf
+        # looks the dataset and its dimensions up again on every read, to pad variables shorter than
+        # an unlimited dimension (those, and strings, still go through h5netcdf).
+        dataset = variable._h5ds
+        self._dataset = dataset if self.dtype.kind in "biufc" and tuple(dataset.shape) == self.shape else None
 
     def __getitem__(self, key: Any) -> np.ndarray:
         with self._lock:
+            if self._dataset is not None:
+                return np.asarray(self._dataset[key])
             return np.asarray(self._variable[key])
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:

@@ -8,7 +8,6 @@ transaction changes inside the published extent. The commit is one PUT of the co
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,9 +20,13 @@ from zarrcore.errors import CommitConflictError, DatasetError
 from zarrcore.group import Group, consolidated_metadata, write_consolidated
 from zarrcore.metadata import GroupMetadata
 from zarrcore.nodes import read_node, write_node
+from zarrcore.pool import run_all
 from zarrcore.storage.base import Store, join_key
 
 __all__ = ["Transaction"]
+
+#: The pieces a unit is written from: by placement index.
+Pieces = Mapping[int, Piece] | Sequence[Piece]
 
 
 class Transaction:
@@ -77,7 +80,7 @@ class Transaction:
                 f"{len(self.placements)} sources, {len(self.units)} units>")  # fmt: skip
 
     # -- units -----------------------------------------------------------------------------------
-    def write(self, unit: Unit, pieces: Mapping[int, Piece] | Sequence[Piece] | None = None) -> bool:
+    def write(self, unit: Unit, pieces: Pieces | None = None) -> bool:
         """Write one unit; ``pieces`` maps the unit's placement indices to their pieces (by default
         the transaction's own). Returns whether an object was stored (not deleted as all fill)."""
         source = pieces if pieces is not None else self.pieces
@@ -103,10 +106,17 @@ class Transaction:
             block[tuple(out)] = var.read(tuple(sel))
         return arr.write_chunk(unit.index, block)
 
-    def write_all(self, *, concurrency: int = 8) -> int:
-        """Write every unit with up to ``concurrency`` threads; returns how many objects were stored."""
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            return sum(pool.map(self.write, self.units))
+    def write_all(self, units: Sequence[Unit] | None = None, pieces: Pieces | None = None, *,
+                  concurrency: int = 8) -> int:  # fmt: skip
+        """Write ``units`` (by default all of them) from ``pieces`` (see :meth:`write`); returns how many
+        objects were stored. Units are written on zarrcore's shared pools, at most ``concurrency`` at
+        once per call, and on memory or local disk at most one per core in the whole process (see
+        :mod:`zarrcore.pool`): a unit holds a few chunk-sized buffers while it is written, so the
+        units in flight set the memory a writer needs."""
+        stored: list[bool] = []
+        todo = self.units if units is None else units
+        run_all(lambda unit: stored.append(self.write(unit, pieces)), todo, self.store, max_workers=concurrency)
+        return sum(stored)
 
     # -- the commit ------------------------------------------------------------------------------
     def _check_ours(self) -> None:

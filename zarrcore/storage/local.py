@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from zarrcore.errors import (
@@ -32,57 +30,27 @@ from zarrcore.storage.base import (
     validate_key,
     validate_prefix,
 )
+from zarrcore.storage.files import (
+    CLOEXEC,
+    TMP_PREFIX,
+    UNNAMED_FILES,
+    Taken,
+    Unnamed,
+    put_named,
+    put_unnamed,
+    read_all,
+)
 from zarrcore.storage.urls import parse_url
 
-__all__ = ["LocalStore"]
-
-
-def _read_all(fd: int, hint: int) -> bytes:
-    """The whole file open at ``fd``: one ``read`` of ``hint`` bytes, which a file smaller than the
-    hint answers whole (a regular file reads short only at its end), so most reads need no ``fstat``;
-    a larger file reads the rest by its size."""
-    data = os.read(fd, hint)
-    if len(data) < hint:
-        return data
-    parts = [data]
-    remaining = os.fstat(fd).st_size - len(data)
-    while remaining > 0 and (chunk := os.read(fd, remaining)):  # the rest, by the size
-        parts.append(chunk)
-        remaining -= len(chunk)
-    while chunk := os.read(fd, 1 << 24):  # then to the end (a file that grew, or a short read)
-        parts.append(chunk)
-    return b"".join(parts)
+__all__ = ["TMP_PREFIX", "UNNAMED_FILES", "LocalStore"]
 
 
 #: A whole-file read first asks for the largest size read so far plus one, but at most this much.
 _MAX_READ_HINT = (16 << 20) + 1
-
-
-#: Temporary files carry this prefix; listings skip them.
-TMP_PREFIX = ".zarrcore-tmp-"
-
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: Reads open the file itself, never a symlink in its place (a link is resolved and checked first).
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: Whether a key's '/' is already the path separator (then a path is the root, '/' and the key).
 _SLASH_PATHS = os.sep == "/" and os.altsep is None
-_NAMED_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
-_TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | _CLOEXEC
-#: Unnamed files need O_TMPFILE (Linux 3.11+) and /proc to name them by their descriptor.
-UNNAMED_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
-#: How open(O_TMPFILE) says that the file system (or kernel) has no unnamed files.
-_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
-
-
-@contextlib.contextmanager
-def _removed_on_error(tmp: str) -> Iterator[None]:
-    """Remove the temporary file ``tmp`` if the block fails (it was not published)."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class LocalStore(Store):
@@ -154,13 +122,13 @@ class LocalStore(Store):
     def _open_read(self, path: str, key: str) -> int:
         """A descriptor of the file at ``path``; a symlink there is followed only into the root."""
         try:
-            return os.open(path, os.O_RDONLY | _CLOEXEC | _NOFOLLOW)
+            return os.open(path, os.O_RDONLY | CLOEXEC | _NOFOLLOW)
         except OSError as exc:
             if exc.errno != errno.ELOOP or not _NOFOLLOW:
                 raise
         if not self._resolves_inside(path):
             raise self._outside(key)
-        return os.open(path, os.O_RDONLY | _CLOEXEC)
+        return os.open(path, os.O_RDONLY | CLOEXEC)
 
     def _error(self, exc: OSError, key: str) -> StoreError:
         if isinstance(exc, PermissionError):
@@ -173,7 +141,7 @@ class LocalStore(Store):
             if byte_range is None:
                 fd = self._open_read(path, key)
                 try:
-                    data = _read_all(fd, self._read_hint)
+                    data = read_all(fd, self._read_hint)
                 finally:
                     os.close(fd)
                 if len(data) >= self._read_hint and self._read_hint < _MAX_READ_HINT:
@@ -238,106 +206,19 @@ class LocalStore(Store):
         path = self._path(key)
         self._writable(key)
         view = memoryview(data).cast("B")
+        create = mode == "create"
         try:
-            if not (self._unnamed and self._put_unnamed(path, view, mode, key)):
-                self._put_named(path, view, mode, key)
-        except AlreadyExists:
-            raise
+            if self._unnamed:
+                done = put_unnamed(path, view, create=create, fsync=self.fsync)
+                if done is Unnamed.PUBLISHED:
+                    return
+                if done is Unnamed.UNSUPPORTED:
+                    self._unnamed = False
+            put_named(path, view, create=create, fsync=self.fsync)
+        except Taken:
+            raise AlreadyExists(f"key {key!r} already exists in {self.url}", key=key, store=self.url) from None
         except OSError as exc:
             raise self._error(exc, key) from exc
-
-    def _fill(self, fd: int, view: memoryview) -> None:
-        while view:
-            view = view[os.write(fd, view) :]
-        if self.fsync:
-            os.fsync(fd)
-
-    def _exists(self, key: str) -> AlreadyExists:
-        return AlreadyExists(f"key {key!r} already exists in {self.url}", key=key, store=self.url)
-
-    def _put_unnamed(self, path: str, view: memoryview, mode: PutMode, key: str) -> bool:
-        """Write an unnamed file in the target's folder (``O_TMPFILE``), then give it its name with
-        one ``link``. The inode is allocated without the folder's lock, which other writers in that
-        folder need; a killed writer leaves nothing behind. Returns False if the file system refuses
-        unnamed files (the store then uses :meth:`_put_named` from now on)."""
-        folder = os.path.dirname(path)
-        try:
-            fd = os.open(folder, _TMPFILE_FLAGS, 0o666)
-        except FileNotFoundError:  # the folder is made on first use only: one syscall less per put
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(folder, _TMPFILE_FLAGS, 0o666)
-        except OSError as exc:
-            if exc.errno not in _NO_TMPFILE:
-                raise
-            self._unnamed = False
-            return False
-        try:
-            self._fill(fd, view)
-            # linkat(AT_SYMLINK_FOLLOW) on the /proc link names the open file (os.link only passes
-            # that flag when given a dir fd; an absolute source path makes the kernel ignore it).
-            source = f"/proc/self/fd/{fd}"
-            try:
-                os.link(source, path, src_dir_fd=fd)
-                return True
-            except FileExistsError:
-                if mode == "create":
-                    raise self._exists(key) from None
-            except OSError as exc:  # no link to an open file here, or the folder just went away
-                if exc.errno != errno.ENOENT or os.path.isdir(folder):  # ENOENT, folder there: no /proc
-                    self._unnamed = False
-                return False  # the named path writes the object again (the unnamed file vanishes)
-            # Replacing an object: a temporary name, then a rename over the old file.
-            tmp = self._new_temp(folder, lambda name: os.link(source, name, src_dir_fd=fd))
-            self._publish_temp(tmp, path)
-            return True
-        finally:
-            os.close(fd)
-
-    def _put_named(self, path: str, view: memoryview, mode: PutMode, key: str) -> None:
-        """Write a named temporary file beside ``path``, then link (create) or rename (overwrite) it."""
-        folder = os.path.dirname(path)
-        fds: list[int] = []
-
-        def create(name: str) -> None:
-            fds.append(os.open(name, _NAMED_FLAGS, 0o666))
-
-        try:
-            tmp = self._new_temp(folder, create)
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-            tmp = self._new_temp(folder, create)
-        with _removed_on_error(tmp):
-            try:
-                self._fill(fds[0], view)
-            finally:
-                os.close(fds[0])
-            if mode == "create":
-                # link() refuses an existing target: the check and the publish are one syscall.
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    raise self._exists(key) from None
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-            else:
-                os.replace(tmp, path)
-
-    @staticmethod
-    def _new_temp(folder: str, make: Callable[[str], None]) -> str:
-        """``make`` a fresh temporary name in ``folder`` (retried on the rare name clash); returns it."""
-        for _ in range(100):
-            tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(8))
-            try:
-                make(tmp)
-                return tmp
-            except FileExistsError:
-                continue
-        raise FileExistsError(f"no free temporary name in {folder}")
-
-    @staticmethod
-    def _publish_temp(tmp: str, path: str) -> None:
-        with _removed_on_error(tmp):
-            os.replace(tmp, path)
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -1,0 +1,159 @@
+"""Whole files on the local file system: a file is published whole or not at all, and read whole
+with as few system calls as its size allows. :class:`~zarrcore.storage.local.LocalStore` maps keys
+to paths and errors; this module holds the system calls."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from enum import Enum
+
+__all__ = ["TMP_PREFIX", "UNNAMED_FILES", "Taken", "Unnamed", "put_named", "put_unnamed", "read_all"]
+
+#: Temporary files carry this prefix; listings skip them.
+TMP_PREFIX = ".zarrcore-tmp-"
+
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NAMED_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | CLOEXEC
+_TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | CLOEXEC
+#: Unnamed files need O_TMPFILE (Linux 3.11+) and /proc to name them by their descriptor.
+UNNAMED_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+#: How open(O_TMPFILE) says that the file system (or kernel) has no unnamed files.
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
+
+
+class Taken(Exception):
+    """A create-only write found a file already at the path."""
+
+
+class Unnamed(Enum):
+    """What :func:`put_unnamed` did."""
+
+    PUBLISHED = "published"
+    #: Not written this time (the folder went away meanwhile): write it as a named file.
+    RETRY_NAMED = "retry-named"
+    #: This file system or kernel has no unnamed files: write named files from now on.
+    UNSUPPORTED = "unsupported"
+
+
+def read_all(fd: int, hint: int) -> bytes:
+    """The whole file open at ``fd``: one ``read`` of ``hint`` bytes, which a file smaller than the
+    hint answers whole (a regular file reads short only at its end), so most reads need no ``fstat``;
+    a larger file reads the rest by its size."""
+    data = os.read(fd, hint)
+    if len(data) < hint:
+        return data
+    parts = [data]
+    remaining = os.fstat(fd).st_size - len(data)
+    while remaining > 0 and (chunk := os.read(fd, remaining)):  # the rest, by the size
+        parts.append(chunk)
+        remaining -= len(chunk)
+    while chunk := os.read(fd, 1 << 24):  # then to the end (a file that grew, or a short read)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@contextlib.contextmanager
+def _removed_on_error(tmp: str) -> Iterator[None]:
+    """Remove the temporary file ``tmp`` if the block fails (it was not published)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _fill(fd: int, view: memoryview, fsync: bool) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+    if fsync:
+        os.fsync(fd)
+
+
+def _new_temp(folder: str, make: Callable[[str], None]) -> str:
+    """``make`` a fresh temporary name in ``folder`` (retried on the rare name clash); returns it."""
+    for _ in range(100):
+        tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(8))
+        try:
+            make(tmp)
+            return tmp
+        except FileExistsError:
+            continue
+    raise OSError(errno.EAGAIN, f"no free temporary name in {folder}")
+
+
+def _publish_temp(tmp: str, path: str) -> None:
+    with _removed_on_error(tmp):
+        os.replace(tmp, path)
+
+
+def put_unnamed(path: str, view: memoryview, *, create: bool, fsync: bool) -> Unnamed:
+    """Write an unnamed file in the target's folder (``O_TMPFILE``), then give it its name with one
+    ``link``. The inode is allocated without the folder's lock, which other writers in that folder
+    need; a killed writer leaves nothing behind. ``create`` refuses an existing file (:class:`Taken`)."""
+    folder = os.path.dirname(path)
+    try:
+        fd = os.open(folder, _TMPFILE_FLAGS, 0o666)
+    except FileNotFoundError:  # the folder is made on first use only: one syscall less per put
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(folder, _TMPFILE_FLAGS, 0o666)
+    except OSError as exc:
+        if exc.errno not in _NO_TMPFILE:
+            raise
+        return Unnamed.UNSUPPORTED
+    try:
+        _fill(fd, view, fsync)
+        # linkat(AT_SYMLINK_FOLLOW) on the /proc link names the open file (os.link only passes that
+        # flag when given a dir fd; an absolute source path makes the kernel ignore it).
+        source = f"/proc/self/fd/{fd}"
+        try:
+            os.link(source, path, src_dir_fd=fd)
+            return Unnamed.PUBLISHED
+        except FileExistsError:
+            if create:
+                raise Taken(path) from None
+        except OSError as exc:  # no link to an open file here, or the folder just went away
+            if exc.errno != errno.ENOENT or os.path.isdir(folder):  # ENOENT, folder there: no /proc
+                return Unnamed.UNSUPPORTED
+            return Unnamed.RETRY_NAMED  # the named path writes the object again (this file vanishes)
+        # Replacing a file: a temporary name, then a rename over the old file.
+        tmp = _new_temp(folder, lambda name: os.link(source, name, src_dir_fd=fd))
+        _publish_temp(tmp, path)
+        return Unnamed.PUBLISHED
+    finally:
+        os.close(fd)
+
+
+def put_named(path: str, view: memoryview, *, create: bool, fsync: bool) -> None:
+    """Write a named temporary file beside ``path``, then link (``create``: :class:`Taken` if a file
+    is there) or rename (overwrite) it into place."""
+    folder = os.path.dirname(path)
+    fds: list[int] = []
+
+    def make(name: str) -> None:
+        fds.append(os.open(name, _NAMED_FLAGS, 0o666))
+
+    try:
+        tmp = _new_temp(folder, make)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        tmp = _new_temp(folder, make)
+    with _removed_on_error(tmp):
+        try:
+            _fill(fds[0], view, fsync)
+        finally:
+            os.close(fds[0])
+        if create:
+            # link() refuses an existing target: the check and the publish are one syscall.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise Taken(path) from None
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
