@@ -135,13 +135,15 @@ class LazyData:
 
     def __init__(self, variable: Any, lock: threading.Lock) -> None:
         self._variable, self._lock = variable, lock
-        self.shape: tuple[int, ...] = tuple(int(n) for n in variable.shape)
         self.dtype: np.dtype = np.dtype(variable.dtype)
-        self.ndim = len(self.shape)
-        # A numeric variable stored at its full shape is read from its HDF5 dataset itself: h5netcdf
-        # looks the dataset and its dimensions up again on every read, to pad variables shorter than
-        # an unlimited dimension (those, and strings, still go through h5netcdf).
+        # h5netcdf's shape is its dimensions' sizes, looked up anew on every read, to pad a variable
+        # shorter than an unlimited dimension. A dataset with no unlimited axis is as long as its
+        # dimensions, so its own shape is the variable's, and a numeric one is read from the HDF5
+        # dataset itself (strings and variables along unlimited dimensions still go through h5netcdf).
         dataset = variable._h5ds
+        fixed = dataset.maxshape is not None and None not in dataset.maxshape
+        self.shape: tuple[int, ...] = tuple(int(n) for n in (dataset.shape if fixed else variable.shape))
+        self.ndim = len(self.shape)
         self._dataset = dataset if self.dtype.kind in "biufc" and tuple(dataset.shape) == self.shape else None
 
     def __getitem__(self, key: Any) -> np.ndarray:

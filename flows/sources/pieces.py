@@ -1,14 +1,14 @@
 """NetCDF4/HDF5 files as dataset pieces (:class:`zarrcore.datasets.Piece`): what each file contributes
 to a dataset, its values as stored (packed integers stay packed, times stay numbers in their units).
 
-Planning reads only a file's coordinates, static variables and attributes, then closes it, so a run
-over thousands of files never holds them open. The write tasks reopen the files they read, a few at a
-time per process (:func:`writing_piece`).
+Planning reads only a file's coordinates, static variables and attributes. A process keeps only a few
+files open (:data:`OPEN_FILES`), so a run over thousands of files never holds them all open; the write
+tasks read through the same few open files, reopening the ones that were closed (:func:`writing_piece`).
 """
 
 from __future__ import annotations
 
-import functools
+import collections
 import json
 import threading
 import weakref
@@ -75,15 +75,16 @@ def _piece(source: NetcdfSource, names: list[str], source_id: SourceId | None, e
 def planning_piece(url: str, storage_options: dict[str, Any] | None, variables: Sequence[str] | None,
                    dim: str) -> Piece:  # fmt: skip
     """The piece of the file at ``url`` for planning: its identity (size, version and the SHA-256 of
-    the version read), coordinates and static variables read, the rest described only. The file is
-    closed when this returns."""
-    with open_netcdf(url, storage_options) as source:
-        names = selected(source, variables)
-        if dim not in names:
-            raise SourceError(f"{url}: no coordinate variable for dimension {dim!r}")
-        eager = {n for n in names if dim not in source.variables[n].dims or source.variables[n].dims == (dim,)}
-        ident = source.identity
-        return _piece(source, names, SourceId(ident.url, ident.size, _version(ident), ident.sha256), eager)
+    the version read), coordinates and static variables read, the rest described only. The file stays
+    in the process's few open files (:func:`writing_piece`), so write tasks in this process read the
+    very version planned without opening it again."""
+    source = _open_source(url, json.dumps(storage_options or {}, sort_keys=True))
+    names = selected(source, variables)
+    if dim not in names:
+        raise SourceError(f"{url}: no coordinate variable for dimension {dim!r}")
+    eager = {n for n in names if dim not in source.variables[n].dims or source.variables[n].dims == (dim,)}
+    ident = source.identity
+    return _piece(source, names, SourceId(ident.url, ident.size, _version(ident), ident.sha256), eager)
 
 
 def unchanged(url: str, storage_options: dict[str, Any] | None, landed: Landed | None) -> bool:
@@ -105,23 +106,25 @@ def writing_piece(url: str, storage_options: dict[str, Any] | None, variables: S
     return _piece(_open_source(url, json.dumps(storage_options or {}, sort_keys=True)), list(variables), None, None)
 
 
-#: Files a process keeps open for the write tasks (each holds a block cache of at most 4 MiB).
+#: Files a process keeps open for planning and the write tasks (each holds a block cache of at most 4 MiB).
 OPEN_FILES = 16
 
-
 _opening = threading.Lock()
+#: The files open in this process, least recently used first; one dropped from here closes once
+#: nothing refers to it any more.
+_open: collections.OrderedDict[tuple[str, str], NetcdfSource] = collections.OrderedDict()
 
 
 def _open_source(url: str, options: str) -> NetcdfSource:
     with _opening:  # one open per file and process, even when many threads ask at once
-        return _open_cached(url, options)
-
-
-@functools.lru_cache(maxsize=OPEN_FILES)
-def _open_cached(url: str, options: str) -> NetcdfSource:
-    source = open_netcdf(url, json.loads(options))
-    _opened.add(source)
-    return source
+        source = _open.get((url, options))
+        if source is None:
+            source = _open[(url, options)] = open_netcdf(url, json.loads(options))
+            _opened.add(source)
+            while len(_open) > OPEN_FILES:
+                _open.popitem(last=False)
+        _open.move_to_end((url, options))
+        return source
 
 
 #: Every source still alive (evicted ones close when nothing refers to them any more).
@@ -133,7 +136,7 @@ def close_open_files() -> None:
     done; at exit :func:`flows.sources.netcdf.close_all` closes whatever is left). The next task opens
     them again."""
     with _opening:
-        _open_cached.cache_clear()
+        _open.clear()
         for source in list(_opened):
             _opened.discard(source)
             try:

@@ -4,7 +4,6 @@ file is refused naming it; the CLI and region mode."""
 
 from __future__ import annotations
 
-import functools
 import shutil
 from pathlib import Path
 
@@ -72,25 +71,22 @@ def test_files_land_in_time_order_once_and_reruns_land_nothing(tmp_path: Path, r
 def test_a_failed_run_retried_redoes_only_what_did_not_finish(tmp_path: Path, raw: list[Path]) -> None:
     dest = tmp_path / "ds.zarr"
     victim = raw[4].name
-    # a reader wrapper in front of the real files: opening one file fails in the write tasks (planning,
-    # which opens every file itself, is unaffected), as a file on a failing disk or share would
-    from flows.sources import pieces as pieces_module
+    # a reader wrapper in front of the real files: reading one file fails in the write tasks (planning
+    # is unaffected), as a file on a failing disk or share would
+    from flows import append_tasks
 
-    real = pieces_module._open_cached
+    real = append_tasks.writing_piece
 
-    @functools.lru_cache(maxsize=16)
-    def failing(url, options):
+    def failing(url, *args):
         if url.endswith(victim):
             raise SourceError(f"injected: cannot read {victim}")
-        return real(url, options)
+        return real(url, *args)
 
-    real.cache_clear()
-    pieces_module._open_cached = failing  # type: ignore[assignment]
+    append_tasks.writing_piece = failing  # type: ignore[assignment]
     try:
         state, run_id = land(str(tmp_path / "raw" / "*.nc"), dest)
     finally:
-        pieces_module._open_cached = real
-        real.cache_clear()  # the flow closed the files it opened through the wrapper
+        append_tasks.writing_piece = real
     assert state.is_failed()
     assert "unit batches failed" in state.message and f"cannot read {victim}" in state.message
     first = unit_states(run_id)
