@@ -3,14 +3,18 @@ replaced by another, and refused when another writer published in between."""
 
 from __future__ import annotations
 
+import json
 import pickle
+from typing import Any
 
 import pytest
 import xarray as xr
 
 from tests.datasets.pieces import expected, opened, piece_of
+from tests.fixtures.faultstore import Delegating
 from tests.fixtures.netcdf_files import write_series
 from zarrcore.datasets import create_dataset, open_dataset
+from zarrcore.datasets.check import check_structure
 from zarrcore.datasets.ledger import read_records
 from zarrcore.errors import CommitConflictError
 from zarrcore.storage import LocalStore
@@ -68,3 +72,69 @@ def test_a_commit_refuses_when_another_writer_published_first(started):
     txn.commit()
     with pytest.raises(CommitConflictError, match="published"):
         txn.commit()
+
+
+class CountingGets(Delegating):
+    """A real local store that counts the GETs of commit records."""
+
+    def __init__(self, inner: LocalStore) -> None:
+        self.inner, self.io_kind, self.record_gets = inner, inner.io_kind, 0
+
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    def get(self, key: str, byte_range: Any = None) -> bytes:
+        self.record_gets += key.startswith(".zarrcore/commits/")
+        return self.inner.get(key, byte_range)
+
+    def put(self, key: str, data: Any, *, mode: Any = "overwrite") -> None:
+        self.inner.put(key, data, mode=mode)
+
+
+def test_a_run_reads_only_the_records_after_the_ledgers_snapshot(tmp_path):
+    files = write_series(tmp_path / "raw", files=6, steps=2)
+    store = CountingGets(LocalStore(tmp_path / "out"))
+    ds = create_dataset(store, "", template=piece_of(files[0]), dim="time", chunks={"time": 4})
+    for f in files:
+        ds = ds.append([piece_of(f)])
+    store.record_gets = 0
+    quick = open_dataset(store).ledger()
+    assert store.record_gets == 0  # six commits, all in the snapshot
+    full = open_dataset(store).ledger(snapshot=False)
+    assert store.record_gets == 6  # positive control: without the snapshot every record is read
+    assert quick.landed == full.landed and quick.published == full.published == [1, 2, 3, 4, 5, 6]
+    assert sorted(quick.landed) == sorted(f.as_uri() for f in files)
+
+
+def test_a_missing_stale_or_broken_snapshot_gives_the_same_ledger(tmp_path):
+    files = write_series(tmp_path / "raw", files=4, steps=2)
+    store = LocalStore(tmp_path / "out")
+    ds = create_dataset(store, "", template=piece_of(files[0]), dim="time", chunks={"time": 4})
+    ds = ds.append([piece_of(files[0])])
+    stale = store.get(".zarrcore/ledger.json")
+    for f in files[1:]:
+        ds = ds.append([piece_of(f)])
+    truth = ds.ledger(snapshot=False)
+    for damage in (None, stale, b"{not json", b'{"upto": 2}'):
+        if damage is None:
+            store.delete(".zarrcore/ledger.json")
+        else:
+            store.put(".zarrcore/ledger.json", damage)
+        seen = open_dataset(store).ledger()
+        assert (seen.landed, seen.published, seen.last) == (truth.landed, truth.published, truth.last), damage
+    again = open_dataset(store).append([piece_of(f) for f in files])  # nothing new: lands nothing
+    assert again.extent == 8 and sorted(again.landed()) == sorted(f.as_uri() for f in files)
+
+
+def test_a_check_names_a_snapshot_that_disagrees_with_the_records(tmp_path):
+    files = write_series(tmp_path / "raw", files=3, steps=2)
+    store = LocalStore(tmp_path / "out")
+    ds = create_dataset(store, "", template=piece_of(files[0]), dim="time", chunks={"time": 4})
+    ds = ds.append([piece_of(f) for f in files])
+    assert check_structure(ds)[0] == []
+    doc = json.loads(store.get(".zarrcore/ledger.json"))
+    doc["landed"] = doc["landed"][1:]  # a run would land that file again
+    store.put(".zarrcore/ledger.json", json.dumps(doc).encode())
+    findings = check_structure(open_dataset(store))[0]
+    assert [f.where for f in findings] == ["(ledger)"] and files[0].as_uri() in findings[0].problem

@@ -98,8 +98,9 @@ class Dataset:
         """The published values of the coordinate along the dimension (encoded, as stored)."""
         return np.asarray(self.layout.array(self.store, self.path, self.dim)[...])
 
-    def ledger(self) -> Ledger:
-        return read_ledger(self.store, self.path, self.extent)
+    def ledger(self, *, snapshot: bool = True) -> Ledger:
+        """The published commits' sources (see :func:`~zarrcore.datasets.read_ledger`)."""
+        return read_ledger(self.store, self.path, self.extent, snapshot=snapshot)
 
     def landed(self) -> dict[str, Landed]:
         """The landed sources by key (URL), with the commit and the range along the dimension of each."""

@@ -6,6 +6,11 @@ the dimension, and the extent before and after. A commit is *published* when its
 (append mode) when the consolidated metadata already has its target extent: the record is marked
 after the consolidated PUT, which is the commit point. The ledger is the sources of published commits.
 The folder's keys are not Zarr nodes, so xarray and zarr-python never see them.
+
+The records are the truth; ``.zarrcore/ledger.json`` is a snapshot of the ledger up to a commit (written
+after each publish), so a run reads only the records after it, not every record ever written. A
+missing, stale or unreadable snapshot only costs reads; :func:`read_ledger` with ``snapshot=False``
+(what a check does) reads every record.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from zarrcore.metadata import json_dumps, json_loads
 from zarrcore.storage.base import Store, join_key
 
 __all__ = ["BOOKKEEPING_DIR", "CommitRecord", "Landed", "Ledger", "Placement", "read_ledger", "write_intent",
-           "mark", "dataset_key"]  # fmt: skip
+           "mark", "dataset_key", "write_snapshot"]  # fmt: skip
 
 #: The bookkeeping folder inside the dataset's group (the name the flows use for arrays too).
 BOOKKEEPING_DIR = ".zarrcore"
 COMMITS = "commits"
 DATASET = "dataset.json"
+SNAPSHOT = "ledger.json"
 
 State = Literal["intent", "published", "discarded"]
 
@@ -125,15 +131,24 @@ def gaps(landed: Iterable[Landed], extent: int) -> list[tuple[int, int]]:
     return out
 
 
-def read_records(store: Store, path: str) -> list[CommitRecord]:
-    """Every commit record, by number."""
+def _number(key: str) -> int | None:
+    try:
+        return int(key.rsplit("/", 1)[-1].removesuffix(".json"))
+    except ValueError:
+        return None
+
+
+def read_records(store: Store, path: str, *, after: int = 0) -> list[CommitRecord]:
+    """Every commit record numbered above ``after``, by number."""
     prefix = dataset_key(path, COMMITS) + "/"
-    keys = sorted(k for k in store.list(prefix) if k.endswith(".json"))
+    keys = sorted(k for k in store.list(prefix) if k.endswith(".json") and (_number(k) or after + 1) > after)
 
     def load(key: str) -> CommitRecord:
         return CommitRecord.from_json(json_loads(store.get(key), key), key)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(keys)))) as pool:
+    if len(keys) <= 1:
+        return [load(k) for k in keys]
+    with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
         return sorted(pool.map(load, keys), key=lambda r: r.number)
 
 
@@ -144,10 +159,34 @@ def is_published(record: CommitRecord, extent: int) -> bool:
     return record.mode == "append" and record.base < record.target == extent
 
 
-def read_ledger(store: Store, path: str, extent: int) -> Ledger:
-    """The ledger as the commit records and the published ``extent`` make it."""
-    out = Ledger()
-    for record in read_records(store, path):
+def _read_snapshot(store: Store, path: str) -> Ledger:
+    """The ledger of the snapshot (an empty one when there is none or it cannot be read)."""
+    try:
+        doc = json_loads(store.get(dataset_key(path, SNAPSHOT)), SNAPSHOT)
+        landed = {}
+        for item in doc["landed"]:
+            source = SourceId.from_json(item["source"])
+            landed[source.key] = Landed(source, int(item["commit"]), int(item["start"]), int(item["stop"]))
+        return Ledger(landed, int(doc["upto"]), None, [int(n) for n in doc["published"]])
+    except (NotFound, MetadataError, KeyError, TypeError, ValueError, AttributeError):
+        return Ledger()
+
+
+def write_snapshot(store: Store, path: str, ledger: Ledger) -> None:
+    """Record ``ledger`` (every commit up to ``ledger.last`` final) as the snapshot later reads start from."""
+    if ledger.pending is not None:
+        return
+    landed = [{"source": x.source.to_json(), "commit": x.commit, "start": x.start, "stop": x.stop}
+              for x in ledger.landed.values()]  # fmt: skip
+    doc = {"upto": ledger.last, "published": ledger.published, "landed": landed}
+    store.put(dataset_key(path, SNAPSHOT), json_dumps(doc))
+
+
+def read_ledger(store: Store, path: str, extent: int, *, snapshot: bool = True) -> Ledger:
+    """The ledger as the commit records and the published ``extent`` make it: from the snapshot and
+    the records after it, or (``snapshot=False``) from every record."""
+    out = _read_snapshot(store, path) if snapshot else Ledger()
+    for record in read_records(store, path, after=out.last):
         out.last = max(out.last, record.number)
         if is_published(record, extent):
             out.published.append(record.number)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from zarrcore.datasets.layout import Layout, read_layout
-from zarrcore.datasets.ledger import CommitRecord, Placement, mark, read_record
+from zarrcore.datasets.ledger import CommitRecord, Placement, mark, read_record, write_snapshot
 from zarrcore.datasets.model import Piece
 from zarrcore.datasets.plan import Unit, cut_units
 from zarrcore.errors import CommitConflictError, DatasetError
@@ -145,7 +145,9 @@ class Transaction:
                     write_node(self.store, join_key(self.path, name), meta)
             write_consolidated(self.store, self.path, consolidated_metadata(node, dict(self.layout.arrays)))
         mark(self.store, self.path, self.record, "published")
-        return self._reopen()
+        published = self._reopen()
+        write_snapshot(self.store, self.path, published.ledger())  # later runs read the records after it
+        return published
 
 
 def read_layout_of(node: GroupMetadata, store: Store, path: str, dim: str) -> Layout:
