@@ -1,5 +1,5 @@
 """Many flow runs at once on one Prefect work pool: two process workers (``prefect worker start``),
-two deployments (ingest and copy), four runs on four arrays submitted together. Every run completes
+two deployments (ingest and copy), three runs on three arrays submitted together. Every run completes
 and every array verifies; each worker ran some of them. (How much they slow each other is measured
 in bench/flow_cost.py, not asserted here.)"""
 
@@ -55,7 +55,7 @@ def stop(worker: subprocess.Popen[bytes]) -> None:
         worker.wait(15)
 
 
-def test_two_workers_on_one_pool_run_four_flow_runs_at_once(tmp_path: Path) -> None:
+def test_two_workers_on_one_pool_run_three_flow_runs_at_once(tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.deployments import run_deployment
@@ -86,7 +86,7 @@ def test_two_workers_on_one_pool_run_four_flow_runs_at_once(tmp_path: Path) -> N
                     "layout": {"chunks": [32, 32]}, "execution": execution}) for a in sources}  # fmt: skip
         runs |= {a: run_deployment(names["copy"], timeout=0, parameters={
                     "source": str(tmp_path / "src.zarr"), "destination": str(tmp_path / f"{a}.zarr"), "array": a,
-                    "layout": {"chunks": [32, 32]}, "execution": execution}) for a in ("c", "d")}  # fmt: skip
+                    "layout": {"chunks": [32, 32]}, "execution": execution}) for a in ("c",)}  # fmt: skip
 
         def final_states() -> dict[str, Any] | None:
             assert all(w.poll() is None for w in workers.values()), [log.read_text()[-2000:] for log in logs.values()]
@@ -94,7 +94,7 @@ def test_two_workers_on_one_pool_run_four_flow_runs_at_once(tmp_path: Path) -> N
                 states = {a: client.read_flow_run(r.id).state for a, r in runs.items()}
             return states if all(s is not None and s.is_final() for s in states.values()) else None
 
-        states = wait_until(final_states, timeout=240, interval=0.5, what="the four runs to finish")
+        states = wait_until(final_states, timeout=240, interval=0.5, what="the three runs to finish")
     finally:
         for worker in workers.values():
             stop(worker)
@@ -109,6 +109,6 @@ def test_two_workers_on_one_pool_run_four_flow_runs_at_once(tmp_path: Path) -> N
     for a, spec in sources.items():
         expected = SyntheticSource(**spec).open().read((slice(0, 128), slice(0, 96)))  # type: ignore[arg-type]
         np.testing.assert_array_equal(zarrcore.open_array(str(tmp_path / f"{a}.zarr"), path=a)[...], expected)
-    for a in ("c", "d"):
+    for a in ("c",):
         np.testing.assert_array_equal(zarrcore.open_array(str(tmp_path / f"{a}.zarr"), path=a)[...], data)
     print(f"runs per worker: {ran_by}")
