@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,14 @@ from prefect.tasks import Task
 from flows.params import Execution
 from flows.runners import task_runner_for
 
-__all__ = ["BatchOutcome", "run_batches", "listeners"]
+__all__ = ["BatchOutcome", "SchedulerLost", "run_batches", "listeners"]
 
 #: Called in the flow's process as ``listener(what, done, total)`` when batches finish (the CLI's progress bar).
 listeners: list[Callable[[str, int, int], None]] = []
+
+
+class SchedulerLost(RuntimeError):
+    """The Dask cluster's scheduler went away mid-run: the batches still in flight are lost with it."""
 
 
 @dataclass
@@ -77,6 +82,14 @@ def _outcome(job: Any, future: PrefectFuture[Any]) -> BatchOutcome:
     return BatchOutcome(job, state.name or str(state.type), error=message)
 
 
+def _recorded_done(future: PrefectFuture[Any]) -> bool:
+    """Whether the API has the batch's task run as finished (its future itself may be lost)."""
+    try:
+        return future.state.is_completed()
+    except Exception:  # the API is unreachable as well: count it as not finished
+        return False
+
+
 def run_batches(
     groups: Sequence[tuple[Task[..., Any], Sequence[Any]]], execution: Execution, *, key: str, what: str
 ) -> list[list[BatchOutcome]]:
@@ -90,10 +103,21 @@ def run_batches(
             list(runner.map(task_, {"job": list(jobs)})) if jobs else [] for task_, jobs in groups
         ]
         progress = _Progress(key, total, what)  # made while the first batches already run
-        for _ in as_completed([f for group in futures for f in group]):
-            progress.advance()
-        outcomes = [
-            [_outcome(job, future) for job, future in zip(jobs, group, strict=True)]
-            for (_, jobs), group in zip(groups, futures, strict=True)
-        ]
+        try:
+            for _ in as_completed([f for group in futures for f in group]):
+                progress.advance()
+            outcomes = [
+                [_outcome(job, future) for job, future in zip(jobs, group, strict=True)]
+                for (_, jobs), group in zip(groups, futures, strict=True)
+            ]
+        except CancelledError as exc:
+            if getattr(exc, "reason", None) != "scheduler-connection-lost":
+                raise
+            where = execution.dask_address or "of the run's local cluster"
+            done = sum(_recorded_done(f) for group in futures for f in group)
+            raise SchedulerLost(
+                f"lost the connection to the Dask scheduler {where} ({exc.reason}) with {done} of {total} batches "
+                "finished; finished batches are recorded: retry the flow run, or run it again with the same "
+                "parameters, on a reachable cluster to write only the others"
+            ) from exc
     return outcomes
