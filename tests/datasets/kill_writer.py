@@ -1,20 +1,27 @@
-"""A writer process for the kill tests: appends files to a dataset through a store that SIGKILLs this
-process just before a chosen PUT (the ``kind:n``-th PUT of a kind: record, chunk, meta, consolidated).
+"""A writer process for the kill tests: appends files to a dataset through the real store of its target
+(local disk or an emulator), wrapped so that it SIGKILLs this process just before a chosen PUT (the
+``kind:n``-th PUT of a kind: record, chunk, meta, consolidated).
 
-Usage: python kill_writer.py ROOT KILL_AT FILE... (KILL_AT ``none`` lets the append finish)."""
+Usage: python kill_writer.py TARGET_JSON KILL_AT FILE... (TARGET_JSON a :class:`Target`'s JSON; KILL_AT
+``none`` lets the append finish)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
 
+from tests.datasets.kill_targets import Target
 from tests.datasets.pieces import piece_of
-from zarrcore.datasets import create_dataset
-from zarrcore.storage import LocalStore
+from tests.fixtures.delegating import Delegating
+from zarrcore.datasets import Dataset, create_dataset
+from zarrcore.storage import Store
+from zarrcore.storage.base import PutMode
 
 GROUP_DOCS = ("zarr.json", ".zmetadata", ".zgroup", ".zattrs")
+CHUNKS = {"time": 3, "lat": 4, "lon": 16}
 
 
 def kind_of(key: str) -> str:
@@ -30,29 +37,35 @@ def kind_of(key: str) -> str:
     return "chunk"
 
 
-class KillingStore(LocalStore):
-    """A local store that kills its process before the ``n``-th PUT of ``kind``."""
+class KillingStore(Delegating):
+    """A real store that kills its process before the ``n``-th PUT of ``kind``."""
 
-    def __init__(self, root: str, kill_at: str) -> None:
-        super().__init__(root)
+    def __init__(self, inner: Store, kill_at: str) -> None:
+        self.inner, self.io_kind = inner, inner.io_kind
         self.target = None if kill_at == "none" else (kill_at.split(":")[0], int(kill_at.split(":")[1]))
         self.counts: dict[str, int] = {}
 
-    def put(self, key: str, data: Any, **kwargs: Any) -> Any:
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
         kind = kind_of(key)
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if self.target == (kind, self.counts[kind]):
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().put(key, data, **kwargs)
+        self.inner.put(key, data, mode=mode)
 
 
-def main(root: str, kill_at: str, files: list[str]) -> None:
-    store = KillingStore(root, kill_at)
+def append(store: Store, files: Sequence[str | Path]) -> Dataset:
+    """Append ``files`` to the dataset at the root of ``store`` (created from the first, if new), in order."""
     pieces = [piece_of(f) for f in files]
-    ds = create_dataset(store, "", template=pieces[0], dim="time", chunks={"time": 3, "lat": 4, "lon": 16},
-                        exist_ok=True)  # fmt: skip
-    ds = ds.append(pieces, concurrency=1)
-    print(ds.extent, flush=True)
+    ds = create_dataset(store, "", template=pieces[0], dim="time", chunks=CHUNKS, exist_ok=True)
+    return ds.append(pieces, concurrency=1)
+
+
+def main(target: str, kill_at: str, files: list[str]) -> None:
+    print(append(KillingStore(Target.from_json(target).store(), kill_at), files).extent, flush=True)
 
 
 if __name__ == "__main__":
