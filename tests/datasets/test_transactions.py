@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from tests.datasets.pieces import expected, opened, piece_of
-from tests.fixtures.faultstore import Delegating
+from tests.fixtures.delegating import Delegating
 from tests.fixtures.netcdf_files import write_series
 from zarrcore.datasets import create_dataset, open_dataset
 from zarrcore.datasets.check import check_structure
