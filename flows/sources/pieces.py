@@ -1,5 +1,7 @@
-"""NetCDF4/HDF5 files as dataset pieces (:class:`zarrcore.datasets.Piece`): what each file contributes
-to a dataset, its values as stored (packed integers stay packed, times stay numbers in their units).
+"""NetCDF4/HDF5 files and Zarr datasets written by xarray as dataset pieces (:class:`zarrcore.datasets.Piece`):
+what each source contributes to a dataset, its values as stored (packed integers stay packed, times stay
+numbers in their units). A URL naming a Zarr group is read with zarrcore
+(:mod:`flows.sources.zarr_dataset`), any other as a NetCDF4/HDF5 file.
 
 Planning reads only a file's coordinates, static variables and attributes, then closes it, so a run
 over thousands of files never holds them open. The write tasks reopen the files they read, a few at a
@@ -18,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from flows.sources.base import SourceError
-from flows.sources.listing import FileIdentity, file_identity
+from flows.sources.listing import FileIdentity, file_identity, locate
 from flows.sources.netcdf import NetcdfSource, open_netcdf
+from flows.sources.zarr_dataset import ZarrDatasetSource, is_zarr_store, open_zarr_dataset, zarr_identity
 from zarrcore.datasets import Landed, Piece, SourceId, Variable
 
 __all__ = ["planning_piece", "writing_piece", "unchanged", "selected", "close_open_files", "NETCDF_SUFFIXES"]
@@ -40,7 +43,7 @@ class _ReadInTasks:
 class _Held:
     """A variable's lazy data that keeps its file open (h5netcdf closes a file nothing refers to)."""
 
-    def __init__(self, data: Any, source: NetcdfSource) -> None:
+    def __init__(self, data: Any, source: Source) -> None:
         self._data, self._source = data, source
         self.shape, self.dtype = data.shape, data.dtype
 
@@ -48,7 +51,17 @@ class _Held:
         return self._data[key]  # type: ignore[no-any-return]
 
 
-def selected(source: NetcdfSource, variables: Sequence[str] | None) -> list[str]:
+Source = NetcdfSource | ZarrDatasetSource
+
+
+def open_source(url: str, storage_options: dict[str, Any] | None) -> Source:
+    """The source at ``url``: a Zarr dataset when it names a Zarr group, else a NetCDF4/HDF5 file."""
+    if is_zarr_store(url, storage_options):
+        return open_zarr_dataset(url, storage_options)
+    return open_netcdf(url, storage_options)
+
+
+def selected(source: Source, variables: Sequence[str] | None) -> list[str]:
     """The variables to land: ``variables`` (all by default) and the coordinates of their dims."""
     names = list(source.variables) if not variables else list(variables)
     unknown = sorted(set(names) - set(source.variables))
@@ -58,7 +71,7 @@ def selected(source: NetcdfSource, variables: Sequence[str] | None) -> list[str]
     return sorted(set(names) | {d for d in dims if d in source.variables and source.variables[d].dims == (d,)})
 
 
-def _piece(source: NetcdfSource, names: list[str], source_id: SourceId | None, eager: set[str] | None) -> Piece:
+def _piece(source: Source, names: list[str], source_id: SourceId | None, eager: set[str] | None) -> Piece:
     out = {}
     for name in names:
         var = source.variables[name]
@@ -77,7 +90,7 @@ def planning_piece(url: str, storage_options: dict[str, Any] | None, variables: 
     """The piece of the file at ``url`` for planning: its identity (size, version and the SHA-256 of
     the version read), coordinates and static variables read, the rest described only. The file is
     closed when this returns."""
-    with open_netcdf(url, storage_options) as source:
+    with open_source(url, storage_options) as source:
         names = selected(source, variables)
         if dim not in names:
             raise SourceError(f"{url}: no coordinate variable for dimension {dim!r}")
@@ -90,7 +103,11 @@ def unchanged(url: str, storage_options: dict[str, Any] | None, landed: Landed |
     """Whether ``url`` landed and its size and version are still those recorded (no read of its bytes)."""
     if landed is None or landed.source.size is None or landed.source.version is None:
         return False
-    ident = file_identity(url, storage_options, with_hash=False)
+    if is_zarr_store(url, storage_options):
+        here = locate(url, storage_options)
+        ident = zarr_identity(here.store.open(), here.key.rstrip("/"), here.url, with_hash=False)
+    else:
+        ident = file_identity(url, storage_options, with_hash=False)
     return (ident.size, _version(ident)) == (landed.source.size, landed.source.version)
 
 
@@ -112,20 +129,20 @@ OPEN_FILES = 16
 _opening = threading.Lock()
 
 
-def _open_source(url: str, options: str) -> NetcdfSource:
+def _open_source(url: str, options: str) -> Source:
     with _opening:  # one open per file and process, even when many threads ask at once
         return _open_cached(url, options)
 
 
 @functools.lru_cache(maxsize=OPEN_FILES)
-def _open_cached(url: str, options: str) -> NetcdfSource:
-    source = open_netcdf(url, json.loads(options))
+def _open_cached(url: str, options: str) -> Source:
+    source = open_source(url, json.loads(options))
     _opened.add(source)
     return source
 
 
 #: Every source still alive (evicted ones close when nothing refers to them any more).
-_opened: weakref.WeakSet[NetcdfSource] = weakref.WeakSet()
+_opened: weakref.WeakSet[Source] = weakref.WeakSet()
 
 
 def close_open_files() -> None:
