@@ -229,9 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     app = sub.add_parser("append", help="land new NetCDF4/HDF5 files or Zarr datasets in one growing dataset")
     app.add_argument("source", help="path or glob of the files or Zarr stores (local or a store URL: "
                      "s3://bucket/raw/*.nc, raw/*.zarr)")  # fmt: skip
-    app.add_argument("--rewrite-changed", action="store_true",
-                     help="rewrite the region of a landed file whose content changed (default: fail naming it)")  # fmt: skip
     app.add_argument("destination")
+    rewrite_help = "rewrite the region of a landed file whose content changed (default: fail, naming it)"
+    app.add_argument("--rewrite-changed", action="store_true", help=rewrite_help)
     app.add_argument("--chunks", help="chunk length per dimension of a new dataset, e.g. time=24,lat=256,lon=256")
     app.add_argument("--shards", help="shard length per dimension (Zarr v3), e.g. time=240")
     app.add_argument("--zarr-format", type=int, choices=(2, 3))
