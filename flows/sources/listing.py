@@ -116,7 +116,7 @@ def list_sources(pattern: str, storage_options: dict[str, Any] | None = None) ->
     groups = {g for g in groups if not any(g.startswith(h + "/") for h in groups)}  # arrays inside a group
     inside = tuple(g + "/" for g in groups)
     files = {"/".join(k) for k in keys if _match(rest, k) and not "/".join(k).startswith(inside)}
-    return sorted(base + key for key in files | groups)
+    return sorted(base + prefix + key for key in files | groups)
 
 
 @dataclass(frozen=True, slots=True)
