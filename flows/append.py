@@ -1,5 +1,5 @@
-"""The ``append`` flow: land whatever NetCDF4/HDF5 files are new under a pattern in one growing Zarr
-dataset that xarray opens, each file exactly once, published atomically.
+"""The ``append`` flow: land whatever NetCDF4/HDF5 files (or Zarr datasets written by xarray) are new
+under a pattern in one growing Zarr dataset that xarray opens, each file exactly once, published atomically.
 
 1. ``plan-append`` lists the files, skips those already landed (same size and version; a changed file
    is an error naming it), reads the rest's coordinates, static variables and identity, orders them
@@ -44,7 +44,8 @@ __all__ = ["append", "AppendPlan", "plan_append"]
 SourcePattern = Annotated[
     str,
     Field(description="The files to land: a path, a glob on local disk (/data/raw/*.nc) or on a store URL "
-          "(s3://bucket/raw/**/*.nc, gs://..., az://...)."),
+          "(s3://bucket/raw/**/*.nc, gs://..., az://...); Zarr datasets written by xarray match as one source "
+          "each (/data/raw/*.zarr)."),
 ]  # fmt: skip
 
 

@@ -287,8 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = {"destination": args.destination, "array": args.array, "execution": _execution(args),
                   "storage_options": _options(args.option), "credentials_block": args.credentials_block,
                   "files": args.files, "source_storage_options": _options(args.source_option),
-                  "source_credentials_block": args.source_credentials_block,
-            "on_changed": "rewrite" if getattr(args, "rewrite_changed", False) else "error"}  # fmt: skip
+                  "source_credentials_block": args.source_credentials_block}  # fmt: skip
         if args.source:
             params["source"] = parse_source(args.source, key=args.key)
         return _run(verify, params, console)
@@ -299,8 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "source_storage_options": _options(args.source_option),
               "storage_options": _options(args.option), "wait_for_writer_seconds": args.wait_for_writer,
               "credentials_block": args.credentials_block,
-              "source_credentials_block": args.source_credentials_block,
-            "on_changed": "rewrite" if getattr(args, "rewrite_changed", False) else "error"}  # fmt: skip
+              "source_credentials_block": args.source_credentials_block}  # fmt: skip
     return _run(copy_array, params, console)
 
 

@@ -54,9 +54,14 @@ class _Held:
 Source = NetcdfSource | ZarrDatasetSource
 
 
+def _is_zarr(url: str, storage_options: dict[str, Any] | None) -> bool:
+    """Whether ``url`` names a Zarr group (a NetCDF file's name says so without a request)."""
+    return not url.lower().endswith(NETCDF_SUFFIXES) and is_zarr_store(url, storage_options)
+
+
 def open_source(url: str, storage_options: dict[str, Any] | None) -> Source:
     """The source at ``url``: a Zarr dataset when it names a Zarr group, else a NetCDF4/HDF5 file."""
-    if is_zarr_store(url, storage_options):
+    if _is_zarr(url, storage_options):
         return open_zarr_dataset(url, storage_options)
     return open_netcdf(url, storage_options)
 
@@ -103,7 +108,7 @@ def unchanged(url: str, storage_options: dict[str, Any] | None, landed: Landed |
     """Whether ``url`` landed and its size and version are still those recorded (no read of its bytes)."""
     if landed is None or landed.source.size is None or landed.source.version is None:
         return False
-    if is_zarr_store(url, storage_options):
+    if _is_zarr(url, storage_options):
         here = locate(url, storage_options)
         ident = zarr_identity(here.store.open(), here.key.rstrip("/"), here.url, with_hash=False)
     else:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -128,6 +129,21 @@ def test_an_unfinished_rewrite_is_completed_or_discarded(landed: Any) -> None:
     second.write_all()
     second.commit()
     xr.testing.assert_identical(opened(root), expected(files))
+
+
+def test_a_rewrite_in_region_mode_keeps_the_missing_regions_missing(tmp_path: Path) -> None:
+    files = write_series(tmp_path / "raw", files=3, steps=4)
+    hours = piece_of(files[0]).variables["time"].read()[0] + np.arange(12)
+    store = LocalStore(tmp_path / "out")
+    ds = create_dataset(store, "", template=piece_of(files[0]), dim="time", chunks=CHUNKS, axis=hours)
+    ds = ds.write_region([piece_of(files[2]), piece_of(files[0])])
+    change(files[2], "2001-01-01T08")
+    ds = ds.rewrite([piece_of(f) for f in files])  # files[1] has not landed: it is not the rewrite's
+    got, want = opened(store), expected([files[0], files[2]])
+    xr.testing.assert_identical(got.isel(time=slice(8, 12)), want.isel(time=slice(4, 8)))
+    assert ds.missing() == [(4, 8)] and bool(np.isnan(got.t2m[4:8]).all())
+    ds = ds.write_region([piece_of(f) for f in files])  # a region landed after the rewrite, at the new keys
+    xr.testing.assert_identical(opened(store), expected(files))
 
 
 @pytest.fixture
