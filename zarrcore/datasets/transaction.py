@@ -88,15 +88,15 @@ class Transaction:
     def write(self, unit: Unit, pieces: Mapping[int, Piece] | Sequence[Piece] | None = None) -> bool:
         """Write one unit; ``pieces`` maps the unit's placement indices to their pieces (by default
         the transaction's own). Returns whether an object was stored (not deleted as all fill)."""
-        source = pieces if pieces is not None else self.pieces
-        if source is None:
-            raise DatasetError(f"transaction {self.number}: no pieces to write unit {unit.array}{unit.index} from")
         arr = self.layout.array(self.store, self.path, unit.array)
         published = self.published.array(self.store, self.path, unit.array)
         if unit.copy:  # a rewrite's object outside the new values: the same bytes at the new key
             data = published.read_chunk_bytes(unit.index)
             arr.write_chunk_bytes(unit.index, data)
             return data is not None
+        source = pieces if pieces is not None else self.pieces
+        if source is None:
+            raise DatasetError(f"transaction {self.number}: no pieces to write unit {unit.array}{unit.index} from")
         axis = self.layout.axis_of(unit.array)
         assert axis is not None
         region = arr.chunk_region(unit.index)
