@@ -177,7 +177,9 @@ def append(
             at once, naming it). A retry of the same flow run is the same writer and never waits.
         credentials_block: Name of a Prefect Secret block holding the destination store's credentials.
         source_credentials_block: Name of a Prefect Secret block holding the source files' store credentials.
-        on_changed: 'error' (a changed landed file fails the run) or 'rewrite' (its region is rewritten).
+        on_changed: A landed file whose content changed: 'error' fails the run naming it, with nothing
+            written; 'rewrite' rewrites its region with the new values (published atomically, the values of
+            neighbours in shared chunks kept) if its coordinate values and static variables are unchanged.
     """
     logger = get_run_logger()
     store = StoreRef.of(destination, with_credentials(storage_options, credentials_block))
