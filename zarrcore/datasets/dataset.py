@@ -137,6 +137,8 @@ class Dataset:
             for name in pending.keys or {}:  # a rewrite may have moved an array's own metadata: move it back
                 write_node(self.store, join_key(self.path, name), self.layout.arrays[name])
             mark(self.store, self.path, pending, "discarded")
+        for done in ledger.unmarked:  # published before a crash: say so while it can still be told
+            mark(self.store, self.path, done, "published")
         write_intent(self.store, self.path, record)
         return Transaction(self.store, self.path, layout, record, pieces, self._reopen)
 

@@ -121,6 +121,9 @@ class Ledger:
     last: int = 0
     pending: CommitRecord | None = None
     published: list[int] = field(default_factory=list)
+    #: Published commits whose record still says ``intent`` (a crash after the commit point): the next
+    #: commit marks them first, since a later commit changes what tells that they are published.
+    unmarked: list[CommitRecord] = field(default_factory=list)
 
 
 def gaps(landed: Iterable[Landed], extent: int) -> list[tuple[int, int]]:
@@ -166,6 +169,8 @@ def read_ledger(store: Store, path: str, extent: int, keys: Mapping[str, KeySpac
         out.last = max(out.last, record.number)
         if is_published(record, extent, keys):
             out.published.append(record.number)
+            if record.state == "intent":
+                out.unmarked.append(record)
             for p in record.placements:
                 if p.source is not None:
                     out.landed[p.source.key] = Landed(p.source, record.number, p.start, p.stop)
