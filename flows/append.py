@@ -1,5 +1,5 @@
-"""The ``append`` flow: land whatever NetCDF4/HDF5 files are new under a pattern in one growing Zarr
-dataset that xarray opens, each file exactly once, published atomically.
+"""The ``append`` flow: land whatever NetCDF4/HDF5 files (or Zarr datasets written by xarray) are new
+under a pattern in one growing Zarr dataset that xarray opens, each file exactly once, published atomically.
 
 1. ``plan-append`` lists the files, skips those already landed (same size and version; a changed file
    is an error naming it), reads the rest's coordinates, static variables and identity, orders them
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from prefect import get_run_logger, task
@@ -45,7 +45,17 @@ __all__ = ["append", "AppendPlan", "plan_append"]
 SourcePattern = Annotated[
     str,
     Field(description="The files to land: a path, a glob on local disk (/data/raw/*.nc) or on a store URL "
-          "(s3://bucket/raw/**/*.nc, gs://..., az://...)."),
+          "(s3://bucket/raw/**/*.nc, gs://..., az://...); Zarr datasets written by xarray match as one source "
+          "each (/data/raw/*.zarr)."),
+]  # fmt: skip
+
+
+OnChanged = Annotated[
+    Literal["error", "rewrite"],
+    Field(description="What to do with a landed file whose content changed: 'error' fails the run naming it, "
+          "with nothing written; 'rewrite' rewrites its region with the new values (published atomically, the "
+          "chunks it shares with its neighbours merged) when its coordinate values and static variables are "
+          "those it landed with, and records its new identity."),
 ]  # fmt: skip
 
 
@@ -78,8 +88,10 @@ def _pieces(urls: list[str], options: dict[str, Any], variables: list[str] | Non
 @task(name="plan-append", task_run_name="plan the append to {path!r}", **retry_policy(Execution()),
       cache_policy=NO_CACHE)  # fmt: skip
 def plan_append(pattern: str, source_options: dict[str, Any], store: StoreRef, path: str, dim: str,
-                layout: DatasetLayout) -> AppendPlan:  # fmt: skip
-    """List, skip, check, order and record the intent of one commit (see the module's docstring)."""
+                layout: DatasetLayout, on_changed: str = "error") -> AppendPlan:  # fmt: skip
+    """List, skip, check, order and record the intent of one commit (see the module's docstring). With
+    ``on_changed="rewrite"`` and changed landed files, the commit is their rewrite (mode ``rewrite``);
+    the new files are the next plan's."""
     logger = get_run_logger()
     urls = list_sources(pattern, source_options)
     if not urls:
@@ -98,7 +110,9 @@ def plan_append(pattern: str, source_options: dict[str, Any], store: StoreRef, p
         ds = create_dataset(store.open(), path, template=first, dim=dim, chunks=layout.chunks, shards=layout.shards,
                             zarr_format=layout.zarr_format, axis=axis, exist_ok=True)  # fmt: skip
         logger.info("created the dataset %s (%s mode): %s", ds, ds.mode, ds.layout.arrays[dim].chunks)
-    txn = ds.begin_region(pieces) if ds.mode == "region" else ds.begin_append(pieces)
+    txn = ds.begin_rewrite(pieces) if on_changed == "rewrite" else None
+    if txn is None:
+        txn = ds.begin_region(pieces) if ds.mode == "region" else ds.begin_append(pieces)
     if txn is None:
         return AppendPlan(None, ds.uid, ds.mode, len(urls), skipped, tuple(ds.variables))
     coord = {p.source.key: p.variables[dim] for p in pieces if p.source is not None}
@@ -109,8 +123,10 @@ def plan_append(pattern: str, source_options: dict[str, Any], store: StoreRef, p
         rows.append({"file": place.source.key, "first": describe_value(values.attrs, values.read()[0]),
                      "last": describe_value(values.attrs, values.read()[-1]), "steps": place.stop - place.start,
                      "start": place.start, "stop": place.stop})  # fmt: skip
-    logger.info("commit %d: %d new files, %d units", txn.number, len(rows), len(txn.units))
-    return AppendPlan(txn.number, ds.uid, ds.mode, len(urls), skipped, tuple(ds.variables), rows)
+    logger.info("commit %d: %d %s files, %d units", txn.number, len(rows),
+                "changed" if txn.mode == "rewrite" else "new", len(txn.units))  # fmt: skip
+    return AppendPlan(txn.number, ds.uid, txn.mode if txn.mode == "rewrite" else ds.mode, len(urls), skipped,
+                      tuple(ds.variables), rows)  # fmt: skip
 
 
 def _jobs(plan: AppendPlan, store: StoreRef, path: str, execution: Execution,
@@ -152,6 +168,7 @@ def append(
     wait_for_writer_seconds: WaitSeconds = 0.0,
     credentials_block: CredentialsBlock = None,
     source_credentials_block: CredentialsBlock = None,
+    on_changed: OnChanged = "error",
 ) -> dict[str, Any]:
     """Land the new files matching ``source`` in the dataset at ``destination`` (and ``group``).
 
@@ -168,6 +185,9 @@ def append(
             at once, naming it). A retry of the same flow run is the same writer and never waits.
         credentials_block: Name of a Prefect Secret block holding the destination store's credentials.
         source_credentials_block: Name of a Prefect Secret block holding the source files' store credentials.
+        on_changed: A landed file whose content changed: 'error' fails the run naming it, with nothing
+            written; 'rewrite' rewrites its region with the new values (published atomically, the values of
+            neighbours in shared chunks kept) if its coordinate values and static variables are unchanged.
     """
     logger = get_run_logger()
     store = StoreRef.of(destination, with_credentials(storage_options, credentials_block))
@@ -175,7 +195,7 @@ def append(
     ledger_at(store, group, None)  # the results block is saved before any task (see flows.landing)
     with hold_writer(store, group, wait_seconds=wait_for_writer_seconds) as claim:
         source_options = with_credentials(source_storage_options, source_credentials_block)
-        summary = _land(source, store, group, dim, layout, execution, source_options, claim)
+        summary = _land(source, store, group, dim, layout, execution, source_options, claim, on_changed)
     _artifacts(summary)
     logger.info("append: %d files landed, %d skipped; %s now %s", len(summary["landed"]), summary["skipped"],
                 summary["dataset"], summary["sizes"])  # fmt: skip
@@ -183,9 +203,27 @@ def append(
 
 
 def _land(source: str, store: StoreRef, group: str, dim: str, layout: DatasetLayout, execution: Execution,
-          source_storage_options: dict[str, Any], claim: Any) -> dict[str, Any]:  # fmt: skip
-    plan = plan_append(source, dict(source_storage_options), store, group, dim, layout)
-    summary: dict[str, Any] = {"listed": plan.listed, "skipped": plan.skipped, "landed": plan.sources}
+          source_storage_options: dict[str, Any], claim: Any, on_changed: str = "error") -> dict[str, Any]:  # fmt: skip
+    summary: dict[str, Any] = {"rewritten": []}
+    for _ in range(2):  # a rewrite of the changed files, then the append of the new ones
+        plan = plan_append(source, dict(source_storage_options), store, group, dim, layout, on_changed)
+        summary.update(listed=plan.listed, skipped=plan.skipped, landed=plan.sources)
+        _write(plan, store, group, execution, source_storage_options, claim, summary)
+        if plan.mode != "rewrite":
+            break
+        summary.update(rewritten=plan.sources, landed=[])
+    ds = open_dataset(store.open(), group)
+    coord = ds.coordinate()
+    attrs = ds.layout.arrays[dim].attributes
+    summary.update(sizes=ds.sizes, extent=ds.extent, mode=ds.mode, dataset=store.url + (f"/{group}" if group else ""),
+                   covered=[describe_value(attrs, coord[0]), describe_value(attrs, coord[-1])] if len(coord) else [],
+                   missing=[list(r) for r in ds.missing()] if ds.mode == "region" else [])  # fmt: skip
+    return summary
+
+
+def _write(plan: AppendPlan, store: StoreRef, group: str, execution: Execution, source_storage_options: dict[str, Any],
+           claim: Any, summary: dict[str, Any]) -> None:  # fmt: skip
+    """Write the plan's units in batches on the task runner and publish its commit."""
     if plan.commit is not None:
         writer = configure(write_dataset_units, execution, result_storage=ledger_at(store, group, None))
         jobs = _jobs(plan, store, group, execution, dict(source_storage_options))
@@ -203,24 +241,21 @@ def _land(source: str, store: StoreRef, group: str, dim: str, layout: DatasetLay
         claim.check()  # a writer whose claim lapsed must not publish
         summary.update(configure(commit_dataset, execution)(store, group, plan.commit))
         summary["commit"] = plan.commit
-    ds = open_dataset(store.open(), group)
-    coord = ds.coordinate()
-    attrs = ds.layout.arrays[dim].attributes
-    summary.update(sizes=ds.sizes, extent=ds.extent, mode=ds.mode, dataset=store.url + (f"/{group}" if group else ""),
-                   covered=[describe_value(attrs, coord[0]), describe_value(attrs, coord[-1])] if len(coord) else [],
-                   missing=[list(r) for r in ds.missing()] if ds.mode == "region" else [])  # fmt: skip
-    return summary
 
 
 def _artifacts(summary: dict[str, Any]) -> None:
     rows = summary["landed"] or [{"file": "(no new files)", "first": "", "last": "", "steps": 0, "start": "",
                                   "stop": ""}]  # fmt: skip
     create_table_artifact(rows, key="append-files", description="append: files landed in this run")
+    if summary["rewritten"]:
+        create_table_artifact(summary["rewritten"], key="append-rewritten",
+                              description="append: changed files whose regions this run rewrote")  # fmt: skip
     dims = ", ".join(f"{k}={v}" for k, v in summary["sizes"].items())
     covered = " to ".join(summary["covered"]) or "nothing yet"
     create_markdown_artifact(
         f"**{summary['dataset']}** ({summary['mode']} mode)\n\n* dims: {dims}\n* covered: {covered}\n"
-        f"* files this run: {len(summary['landed'])} landed, {summary['skipped']} already landed\n"
+        f"* files this run: {len(summary['landed'])} landed, {len(summary['rewritten'])} rewritten, "
+        f"{summary['skipped']} already landed\n"
         + (f"* missing ranges: {summary['missing']}\n" if summary["missing"] else ""),
         key="append-dataset", description="append: the dataset after this run",
     )

@@ -4,14 +4,16 @@
     zarrflow verify DESTINATION [--array data] [--source SOURCE]
     zarrflow copy SOURCE DESTINATION [--array data] [--source-path PATH] [--chunks ...]
     zarrflow append SOURCE DESTINATION [--dim time] [--group PATH] [--chunks time=24,lat=256,lon=256]
-                    [--variables a,b] [--region START,STOP,STEP] [--option ...] [--source-option ...]
+                    [--variables a,b] [--region START,STOP,STEP] [--rewrite-changed] [--option ...]
+                    [--source-option ...]
     zarrflow info URL [--path PATH]
     zarrflow serve [--file deployments/serve.py]
 
 SOURCE is a ``.npy``, ``.npz`` (with ``--key``), ``.parquet``/``.arrow``/``.feather`` file, a Zarr URL,
 ``synthetic:SHAPE[:DTYPE[:SEED]]`` (e.g. ``synthetic:4096x4096:float32:7``), or a JSON source object.
 ``ingest`` of a NetCDF4/HDF5 file (``.nc``, ``.h5``...) lands it as a dataset, as ``append`` does; the
-SOURCE of ``append`` is a path or glob of such files, on local disk or a store URL (``s3://b/raw/*.nc``).
+SOURCE of ``append`` is a path or glob of such files or of Zarr datasets written by xarray (``raw/*.zarr``),
+on local disk or a store URL (``s3://b/raw/*.nc``).
 Flows talk to ``PREFECT_API_URL`` when it is set; otherwise Prefect starts its embedded server for the
 run, so nothing has to be started by hand. Parameters are checked before a flow run is created: refused
 ones exit with status 2 and one line naming each field, never its value. Credentials come from the SDK's
@@ -142,7 +144,8 @@ def _append_params(args: argparse.Namespace) -> dict[str, Any]:
             "storage_options": _options(args.option),
             "source_storage_options": _options(args.source_option),
             "wait_for_writer_seconds": args.wait_for_writer, "credentials_block": args.credentials_block,
-            "source_credentials_block": args.source_credentials_block}  # fmt: skip
+            "source_credentials_block": args.source_credentials_block,
+            "on_changed": "rewrite" if getattr(args, "rewrite_changed", False) else "error"}  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,9 +226,12 @@ def _parser() -> argparse.ArgumentParser:
     layout_args(cp)
     execution_args(cp)
 
-    app = sub.add_parser("append", help="land new NetCDF4/HDF5 files in one growing dataset")
-    app.add_argument("source", help="path or glob of the files (local or a store URL: s3://bucket/raw/*.nc)")
+    app = sub.add_parser("append", help="land new NetCDF4/HDF5 files or Zarr datasets in one growing dataset")
+    app.add_argument("source", help="path or glob of the files or Zarr stores (local or a store URL: "
+                     "s3://bucket/raw/*.nc, raw/*.zarr)")  # fmt: skip
     app.add_argument("destination")
+    rewrite_help = "rewrite the region of a landed file whose content changed (default: fail, naming it)"
+    app.add_argument("--rewrite-changed", action="store_true", help=rewrite_help)
     app.add_argument("--chunks", help="chunk length per dimension of a new dataset, e.g. time=24,lat=256,lon=256")
     app.add_argument("--shards", help="shard length per dimension (Zarr v3), e.g. time=240")
     app.add_argument("--zarr-format", type=int, choices=(2, 3))

@@ -9,7 +9,9 @@ Glob rules (:func:`list_sources`), applied to ``/``-separated keys, case-sensiti
   ``raw/2001/01/a.nc``);
 * names starting with ``.`` are matched like any other; there is no brace expansion;
 * the segments before the first one holding ``*``, ``?`` or ``[`` are the fixed prefix: only keys under it
-  are listed (one recursive listing through the store), then matched segment by segment.
+  are listed (one recursive listing through the store), then matched segment by segment;
+* a folder or prefix holding ``zarr.json`` or ``.zgroup`` (a Zarr group) matches as one source, by its own
+  path (``raw/*.zarr`` finds ``raw/a.zarr``); the objects inside it are not listed as files.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from flows.stores import StoreRef
 from zarrcore.errors import NotFound
 from zarrcore.storage import RangeRequest, Store, check_url
 
-__all__ = ["FileIdentity", "SourceLocation", "locate", "list_sources", "file_identity", "content_hash", "HASH_BLOCK"]
+__all__ = ["FileIdentity", "SourceLocation", "locate", "list_sources", "file_identity", "content_hash", "HASH_BLOCK",
+           "ZARR_ROOTS"]  # fmt: skip
 
 #: Bytes read per request while hashing a file: memory stays bounded whatever the file's size.
 HASH_BLOCK = 8 << 20
 _GLOB_CHARS = frozenset("*?[")
+#: The documents that make a folder or prefix a Zarr group (v3, v2).
+ZARR_ROOTS = ("zarr.json", ".zgroup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +97,8 @@ def list_sources(pattern: str, storage_options: dict[str, Any] | None = None) ->
         fixed = _split_pattern(segments)
         root = "/" + "/".join(segments[:fixed])
         if fixed == len(segments):
-            return [here.url] if os.path.isfile(root) else []
+            is_group = any(os.path.isfile(os.path.join(root, n)) for n in ZARR_ROOTS)
+            return [here.url] if os.path.isfile(root) or is_group else []
         store = here.store.at(root).open()
         prefix, base = "", here.url[: len(here.url) - len(here.local_path)] + root.rstrip("/") + "/"
     else:
@@ -101,10 +107,16 @@ def list_sources(pattern: str, storage_options: dict[str, Any] | None = None) ->
         store = here.store.open()
         prefix, base = "/".join(segments[:fixed]), here.url[: len(here.url) - len(here.key)]
         if fixed == len(segments):
-            return [here.url] if prefix and store.exists(prefix) else []
+            found = prefix and any(store.exists(k) for k in (prefix, *(f"{prefix}/{n}" for n in ZARR_ROOTS)))
+            return [here.url] if found else []
         prefix = prefix + "/" if prefix else ""
     rest = segments[fixed:]
-    return sorted(base + key for key in store.list(prefix) if _match(rest, key[len(prefix) :].split("/")))
+    keys = [key[len(prefix) :].split("/") for key in store.list(prefix)]
+    groups = {"/".join(k[:-1]) for k in keys if len(k) > 1 and k[-1] in ZARR_ROOTS and _match(rest, k[:-1])}
+    groups = {g for g in groups if not any(g.startswith(h + "/") for h in groups)}  # arrays inside a group
+    inside = tuple(g + "/" for g in groups)
+    files = {"/".join(k) for k in keys if _match(rest, k) and not "/".join(k).startswith(inside)}
+    return sorted(base + prefix + key for key in files | groups)
 
 
 @dataclass(frozen=True, slots=True)

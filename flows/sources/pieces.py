@@ -1,5 +1,7 @@
-"""NetCDF4/HDF5 files as dataset pieces (:class:`zarrcore.datasets.Piece`): what each file contributes
-to a dataset, its values as stored (packed integers stay packed, times stay numbers in their units).
+"""NetCDF4/HDF5 files and Zarr datasets written by xarray as dataset pieces (:class:`zarrcore.datasets.Piece`):
+what each source contributes to a dataset, its values as stored (packed integers stay packed, times stay
+numbers in their units). A URL naming a Zarr group is read with zarrcore
+(:mod:`flows.sources.zarr_dataset`), any other as a NetCDF4/HDF5 file.
 
 Planning reads only a file's coordinates, static variables and attributes. A process keeps only a few
 files open (:data:`OPEN_FILES`), so a run over thousands of files never holds them all open; the write
@@ -18,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from flows.sources.base import SourceError
-from flows.sources.listing import FileIdentity, file_identity
+from flows.sources.listing import FileIdentity, file_identity, locate
 from flows.sources.netcdf import NetcdfSource, open_netcdf
+from flows.sources.zarr_dataset import ZarrDatasetSource, is_zarr_store, open_zarr_dataset, zarr_identity
 from zarrcore.datasets import Landed, Piece, SourceId, Variable
 
 __all__ = ["planning_piece", "writing_piece", "unchanged", "selected", "close_open_files", "NETCDF_SUFFIXES"]
@@ -40,7 +43,7 @@ class _ReadInTasks:
 class _Held:
     """A variable's lazy data that keeps its file open (h5netcdf closes a file nothing refers to)."""
 
-    def __init__(self, data: Any, source: NetcdfSource) -> None:
+    def __init__(self, data: Any, source: Source) -> None:
         self._data, self._source = data, source
         self.shape, self.dtype = data.shape, data.dtype
 
@@ -48,7 +51,22 @@ class _Held:
         return self._data[key]  # type: ignore[no-any-return]
 
 
-def selected(source: NetcdfSource, variables: Sequence[str] | None) -> list[str]:
+Source = NetcdfSource | ZarrDatasetSource
+
+
+def _is_zarr(url: str, storage_options: dict[str, Any] | None) -> bool:
+    """Whether ``url`` names a Zarr group (a NetCDF file's name says so without a request)."""
+    return not url.lower().endswith(NETCDF_SUFFIXES) and is_zarr_store(url, storage_options)
+
+
+def open_source(url: str, storage_options: dict[str, Any] | None) -> Source:
+    """The source at ``url``: a Zarr dataset when it names a Zarr group, else a NetCDF4/HDF5 file."""
+    if _is_zarr(url, storage_options):
+        return open_zarr_dataset(url, storage_options)
+    return open_netcdf(url, storage_options)
+
+
+def selected(source: Source, variables: Sequence[str] | None) -> list[str]:
     """The variables to land: ``variables`` (all by default) and the coordinates of their dims."""
     names = list(source.variables) if not variables else list(variables)
     unknown = sorted(set(names) - set(source.variables))
@@ -58,7 +76,7 @@ def selected(source: NetcdfSource, variables: Sequence[str] | None) -> list[str]
     return sorted(set(names) | {d for d in dims if d in source.variables and source.variables[d].dims == (d,)})
 
 
-def _piece(source: NetcdfSource, names: list[str], source_id: SourceId | None, eager: set[str] | None) -> Piece:
+def _piece(source: Source, names: list[str], source_id: SourceId | None, eager: set[str] | None) -> Piece:
     out = {}
     for name in names:
         var = source.variables[name]
@@ -91,7 +109,11 @@ def unchanged(url: str, storage_options: dict[str, Any] | None, landed: Landed |
     """Whether ``url`` landed and its size and version are still those recorded (no read of its bytes)."""
     if landed is None or landed.source.size is None or landed.source.version is None:
         return False
-    ident = file_identity(url, storage_options, with_hash=False)
+    if _is_zarr(url, storage_options):
+        here = locate(url, storage_options)
+        ident = zarr_identity(here.store.open(), here.key.rstrip("/"), here.url, with_hash=False)
+    else:
+        ident = file_identity(url, storage_options, with_hash=False)
     return (ident.size, _version(ident)) == (landed.source.size, landed.source.version)
 
 
@@ -112,14 +134,14 @@ OPEN_FILES = 16
 _opening = threading.Lock()
 #: The files open in this process, least recently used first; one dropped from here closes once
 #: nothing refers to it any more.
-_open: collections.OrderedDict[tuple[str, str], NetcdfSource] = collections.OrderedDict()
+_open: collections.OrderedDict[tuple[str, str], Source] = collections.OrderedDict()
 
 
-def _open_source(url: str, options: str) -> NetcdfSource:
+def _open_source(url: str, options: str) -> Source:
     with _opening:  # one open per file and process, even when many threads ask at once
         source = _open.get((url, options))
         if source is None:
-            source = _open[(url, options)] = open_netcdf(url, json.loads(options))
+            source = _open[(url, options)] = open_source(url, json.loads(options))
             _opened.add(source)
             while len(_open) > OPEN_FILES:
                 _open.popitem(last=False)
@@ -128,7 +150,7 @@ def _open_source(url: str, options: str) -> NetcdfSource:
 
 
 #: Every source still alive (evicted ones close when nothing refers to them any more).
-_opened: weakref.WeakSet[NetcdfSource] = weakref.WeakSet()
+_opened: weakref.WeakSet[Source] = weakref.WeakSet()
 
 
 def close_open_files() -> None:

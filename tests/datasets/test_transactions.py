@@ -74,6 +74,18 @@ def test_a_commit_refuses_when_another_writer_published_first(started):
         txn.commit()
 
 
+def test_a_commit_published_but_not_marked_stays_landed_after_the_next_commit(started):
+    ds, files = started
+    from zarrcore.datasets.ledger import mark
+
+    mark(ds.store, "", read_records(ds.store, "")[-1], "intent")  # a crash after the consolidated PUT,
+    ds.store.delete(".zarrcore/ledger.json")  # before the mark and the ledger's snapshot
+    assert sorted(open_dataset(ds.store).landed()) == [files[0].as_uri()]
+    ds = open_dataset(ds.store).append([piece_of(f) for f in files[:2]])  # the next commit marks it first
+    assert sorted(ds.landed()) == [files[0].as_uri(), files[1].as_uri()]
+    assert [r.state for r in read_records(ds.store, "")] == ["published", "published"]
+
+
 class CountingGets(Delegating):
     """A real local store that counts the GETs of commit records."""
 

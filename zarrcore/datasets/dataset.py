@@ -36,6 +36,7 @@ from zarrcore.datasets.ledger import (
 )
 from zarrcore.datasets.model import Piece
 from zarrcore.datasets.plan import check_piece, coordinate, new_pieces
+from zarrcore.datasets.rewrite import plan_rewrite
 from zarrcore.datasets.transaction import Transaction, read_layout_of
 from zarrcore.errors import AlreadyExists, DatasetError, LayoutMismatchError, NotFound, OrderError
 from zarrcore.group import consolidated_metadata, write_consolidated
@@ -47,6 +48,7 @@ from zarrcore.storage.registry import open_store
 __all__ = ["Dataset", "create_dataset", "open_dataset"]
 
 Mode = Literal["append", "region"]
+OnChanged = Literal["error", "rewrite"]
 
 
 def _store(store: str | Store, options: dict[str, Any] | None) -> Store:
@@ -100,7 +102,7 @@ class Dataset:
 
     def ledger(self, *, snapshot: bool = True) -> Ledger:
         """The published commits' sources (see :func:`~zarrcore.datasets.read_ledger`)."""
-        return read_ledger(self.store, self.path, self.extent, snapshot=snapshot)
+        return read_ledger(self.store, self.path, self.extent, self.layout.keys(), snapshot=snapshot)
 
     def landed(self) -> dict[str, Landed]:
         """The landed sources by key (URL), with the commit and the range along the dimension of each."""
@@ -133,7 +135,11 @@ class Dataset:
             # the same plan as an unpublished commit: complete that one (its written units stand)
             return Transaction(self.store, self.path, layout, pending, pieces, self._reopen)
         if pending is not None:  # another plan: the unpublished commit changed nothing a reader sees
+            for name in pending.keys or {}:  # a rewrite may have moved an array's own metadata: move it back
+                write_node(self.store, join_key(self.path, name), self.layout.arrays[name])
             mark(self.store, self.path, pending, "discarded")
+        for done in ledger.unmarked:  # published before a crash: say so while it can still be told
+            mark(self.store, self.path, done, "published")
         write_intent(self.store, self.path, record)
         return Transaction(self.store, self.path, layout, record, pieces, self._reopen)
 
@@ -169,9 +175,38 @@ class Dataset:
         record = CommitRecord(ledger.last + 1, "append", self.extent, at, tuple(placements))
         return self._begin(ledger, record, [p for _, p in ordered], self.layout.grown(at))
 
-    def append(self, pieces: Sequence[Piece], *, concurrency: int = 8) -> Dataset:
-        """Land ``pieces`` after the published end in one commit and return the new published state."""
-        txn = self.begin_append(pieces)
+    def append(self, pieces: Sequence[Piece], *, concurrency: int = 8, on_changed: OnChanged = "error") -> Dataset:
+        """Land ``pieces`` after the published end in one commit and return the new published state.
+
+        With ``on_changed="rewrite"``, the regions of landed sources that changed are rewritten first
+        (:meth:`rewrite`, its own commit), then the new ones appended."""
+        ds = self.rewrite(pieces, concurrency=concurrency) if on_changed == "rewrite" else self
+        txn = ds.begin_append(pieces)
+        if txn is None:
+            return ds
+        txn.write_all(concurrency=concurrency)
+        return txn.commit()
+
+    # -- rewrites of changed sources -------------------------------------------------------------
+    def begin_rewrite(self, pieces: Sequence[Piece]) -> Transaction | None:
+        """Plan one commit that rewrites the regions of the landed sources among ``pieces`` whose
+        content changed (pieces not landed, or unchanged, are left out); ``None`` when none changed.
+
+        The new values are written at the arrays' other chunk keys and published by the commit's one
+        consolidated PUT (see :mod:`zarrcore.datasets.rewrite`); the ledger then holds the sources' new
+        identities. Refuses (before any write) a piece whose coordinate values differ from those it
+        landed with, whose static variables differ, or that does not fit the layout."""
+        ledger = self.ledger()
+        where = _where(self.store, self.path)
+        planned = plan_rewrite(self.layout, ledger, pieces, self.coordinate(), self._statics(), where)
+        if planned is None:
+            return None
+        record, ordered = planned
+        return self._begin(ledger, record, ordered, self.layout.rekeyed(record.keys or {}))
+
+    def rewrite(self, pieces: Sequence[Piece], *, concurrency: int = 8) -> Dataset:
+        """Rewrite the regions of the changed landed sources among ``pieces`` in one commit."""
+        txn = self.begin_rewrite(pieces)
         if txn is None:
             return self
         txn.write_all(concurrency=concurrency)
@@ -217,11 +252,13 @@ class Dataset:
         :meth:`Transaction.write` then needs the pieces."""
         record = read_record(self.store, self.path, int(number))
         layout = self.layout.grown(record.target) if record.mode == "append" else self.layout
+        if record.mode == "rewrite":
+            layout = layout.rekeyed(record.keys or {})
         return Transaction(self.store, self.path, layout, record, None, self._reopen)
 
 
 def _plan(record: CommitRecord) -> tuple[Any, ...]:
-    return record.mode, record.base, record.target, [p.same_as() for p in record.placements]
+    return record.mode, record.base, record.target, [p.same_as() for p in record.placements], record.keys
 
 
 def _read_doc(store: Store, path: str) -> dict[str, Any] | None:

@@ -25,7 +25,8 @@ from zarrcore.metadata import ArrayMetadata, GroupMetadata
 from zarrcore.spec import build_array_metadata
 from zarrcore.storage.base import Store, join_key
 
-__all__ = ["Layout", "build_layout", "chunk_sizes", "dims_of", "read_layout", "DEFAULT_CHUNK_BYTES", "fill_and_attrs"]
+__all__ = ["Layout", "build_layout", "chunk_sizes", "dims_of", "read_layout", "DEFAULT_CHUNK_BYTES", "fill_and_attrs",
+           "other_keys"]  # fmt: skip
 
 #: The size a chunk aims at when a dimension's chunk length is not given.
 DEFAULT_CHUNK_BYTES = 4 * 2**20
@@ -33,6 +34,14 @@ DEFAULT_CHUNK_BYTES = 4 * 2**20
 ENCODING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "units", "calendar", "dtype",
                   "_Unsigned")  # fmt: skip
 V2_DIMS = "_ARRAY_DIMENSIONS"
+
+
+def other_keys(meta: ArrayMetadata) -> tuple[str, str] | None:
+    """The chunk key encoding whose keys never meet ``meta``'s: the other separator (``None`` when
+    both give the same keys: a 1-D array with v2 keys)."""
+    if meta.key_encoding == "v2" and len(meta.shape) < 2:
+        return None
+    return meta.key_encoding, "." if meta.separator == "/" else "/"
 
 
 def dims_of(meta: ArrayMetadata) -> tuple[str, ...]:
@@ -136,6 +145,17 @@ class Layout:
             if axis is not None:
                 meta = meta.replace(shape=(*meta.shape[:axis], extent, *meta.shape[axis + 1 :]))
             arrays[name] = meta
+        return Layout(self.zarr_format, self.dim, arrays, self.attrs)
+
+    def keys(self) -> dict[str, tuple[str, str]]:
+        """Each array's chunk key encoding, ``(name, separator)``."""
+        return {name: (meta.key_encoding, meta.separator) for name, meta in self.arrays.items()}
+
+    def rekeyed(self, keys: Mapping[str, tuple[str, str]]) -> Layout:
+        """The layout with the arrays named in ``keys`` using those chunk key encodings."""
+        arrays = dict(self.arrays)
+        for name, (encoding, separator) in keys.items():
+            arrays[name] = arrays[name].replace(key_encoding=encoding, separator=separator)
         return Layout(self.zarr_format, self.dim, arrays, self.attrs)
 
     def array(self, store: Store, path: str, name: str) -> Array:

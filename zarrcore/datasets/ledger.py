@@ -15,7 +15,7 @@ missing, stale or unreadable snapshot only costs reads; :func:`read_ledger` with
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -25,8 +25,8 @@ from zarrcore.errors import AlreadyExists, CommitConflictError, MetadataError, N
 from zarrcore.metadata import json_dumps, json_loads
 from zarrcore.storage.base import Store, join_key
 
-__all__ = ["BOOKKEEPING_DIR", "CommitRecord", "Landed", "Ledger", "Placement", "read_ledger", "write_intent",
-           "mark", "dataset_key", "write_snapshot"]  # fmt: skip
+__all__ = ["BOOKKEEPING_DIR", "CommitRecord", "KeySpace", "Landed", "Ledger", "Placement", "read_ledger",
+           "write_intent", "mark", "dataset_key", "write_snapshot"]  # fmt: skip
 
 #: The bookkeeping folder inside the dataset's group (the name the flows use for arrays too).
 BOOKKEEPING_DIR = ".zarrcore"
@@ -35,6 +35,9 @@ DATASET = "dataset.json"
 SNAPSHOT = "ledger.json"
 
 State = Literal["intent", "published", "discarded"]
+Mode = Literal["append", "region", "rewrite"]
+#: A chunk key encoding: (``"default"`` or ``"v2"``, separator).
+KeySpace = tuple[str, str]
 
 
 def dataset_key(path: str, *parts: str) -> str:
@@ -72,25 +75,32 @@ class Placement:
 @dataclass(frozen=True)
 class CommitRecord:
     """One commit: its number, mode, the extent before (``base``) and after (``target``), the
-    placements of its sources in order, and its state."""
+    placements of its sources in order, and its state. A rewrite also holds ``keys``: the chunk key
+    encoding each rewritten array moves to (its new values are written there, out of readers' sight)."""
 
     number: int
-    mode: Literal["append", "region"]
+    mode: Mode
     base: int
     target: int
     placements: tuple[Placement, ...]
     state: State = "intent"
+    keys: dict[str, KeySpace] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"commit": self.number, "mode": self.mode, "base": self.base, "target": self.target,
-                "state": self.state, "placements": [p.to_json() for p in self.placements]}  # fmt: skip
+        doc = {"commit": self.number, "mode": self.mode, "base": self.base, "target": self.target,
+               "state": self.state, "placements": [p.to_json() for p in self.placements]}  # fmt: skip
+        if self.keys is not None:
+            doc["keys"] = {name: list(k) for name, k in sorted(self.keys.items())}
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], where: str) -> CommitRecord:
         try:
+            keys = doc.get("keys")
             return cls(int(doc["commit"]), doc["mode"], int(doc["base"]), int(doc["target"]),
-                       tuple(Placement.from_json(p) for p in doc["placements"]), doc["state"])  # fmt: skip
-        except (KeyError, TypeError, ValueError) as exc:
+                       tuple(Placement.from_json(p) for p in doc["placements"]), doc["state"],
+                       None if keys is None else {str(n): (str(k[0]), str(k[1])) for n, k in keys.items()})  # fmt: skip
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise MetadataError(f"{where}: malformed commit record ({exc})") from None
 
     @property
@@ -117,6 +127,9 @@ class Ledger:
     last: int = 0
     pending: CommitRecord | None = None
     published: list[int] = field(default_factory=list)
+    #: Published commits whose record still says ``intent`` (a crash after the commit point): the next
+    #: commit marks them first, since a later commit changes what tells that they are published.
+    unmarked: list[CommitRecord] = field(default_factory=list)
 
 
 def gaps(landed: Iterable[Landed], extent: int) -> list[tuple[int, int]]:
@@ -152,10 +165,14 @@ def read_records(store: Store, path: str, *, after: int = 0) -> list[CommitRecor
         return sorted(pool.map(load, keys), key=lambda r: r.number)
 
 
-def is_published(record: CommitRecord, extent: int) -> bool:
-    """Whether ``record`` is published, given the consolidated extent along the dimension."""
+def is_published(record: CommitRecord, extent: int, keys: Mapping[str, KeySpace] | None = None) -> bool:
+    """Whether ``record`` is published, given the consolidated extent along the dimension and the
+    published chunk key encoding of each array (``keys``): an append is published once the extent is
+    its target, a rewrite once its arrays have moved to its keys."""
     if record.state != "intent":
         return record.state == "published"
+    if record.mode == "rewrite":
+        return keys is not None and bool(record.keys) and all(keys.get(n) == k for n, k in record.keys.items())
     return record.mode == "append" and record.base < record.target == extent
 
 
@@ -174,7 +191,7 @@ def _read_snapshot(store: Store, path: str) -> Ledger:
 
 def write_snapshot(store: Store, path: str, ledger: Ledger) -> None:
     """Record ``ledger`` (every commit up to ``ledger.last`` final) as the snapshot later reads start from."""
-    if ledger.pending is not None:
+    if ledger.pending is not None or ledger.unmarked:
         return
     landed = [{"source": x.source.to_json(), "commit": x.commit, "start": x.start, "stop": x.stop}
               for x in ledger.landed.values()]  # fmt: skip
@@ -182,14 +199,18 @@ def write_snapshot(store: Store, path: str, ledger: Ledger) -> None:
     store.put(dataset_key(path, SNAPSHOT), json_dumps(doc))
 
 
-def read_ledger(store: Store, path: str, extent: int, *, snapshot: bool = True) -> Ledger:
-    """The ledger as the commit records and the published ``extent`` make it: from the snapshot and
+def read_ledger(store: Store, path: str, extent: int, keys: Mapping[str, KeySpace] | None = None, *,
+                snapshot: bool = True) -> Ledger:  # fmt: skip
+    """The ledger as the commit records, the published ``extent`` and chunk key encodings make it (a
+    later commit's placement of a source, a rewrite's, replaces an earlier one): from the snapshot and
     the records after it, or (``snapshot=False``) from every record."""
     out = _read_snapshot(store, path) if snapshot else Ledger()
     for record in read_records(store, path, after=out.last):
         out.last = max(out.last, record.number)
-        if is_published(record, extent):
+        if is_published(record, extent, keys):
             out.published.append(record.number)
+            if record.state == "intent":
+                out.unmarked.append(record)
             for p in record.placements:
                 if p.source is not None:
                     out.landed[p.source.key] = Landed(p.source, record.number, p.start, p.stop)

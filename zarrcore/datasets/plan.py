@@ -19,7 +19,7 @@ from zarrcore.datasets.model import Piece
 from zarrcore.errors import ChangedSourceError, LayoutMismatchError, OrderError, StaticMismatchError
 from zarrcore.grid import ChunkGrid
 
-__all__ = ["Unit", "check_piece", "coordinate", "cut_units", "new_pieces", "same_values"]
+__all__ = ["Unit", "check_piece", "coordinate", "cut_rewrite_units", "cut_units", "new_pieces", "same_values"]
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,15 @@ class Unit:
 
     ``placements`` are the indices of the transaction's placements whose values it holds; ``merge``
     says whether values already stored in it are kept (read and merged); ``token`` identifies what
-    it writes independently of the run (the sources' identities and positions), for caching."""
+    it writes independently of the run (the sources' identities and positions), for caching.
+    ``copy`` (rewrites) says that it copies the published object's bytes to its new key unchanged."""
 
     array: str
     index: tuple[int, ...]
     placements: tuple[int, ...]
     merge: bool
     token: str
+    copy: bool = False
 
 
 def same_values(a: np.ndarray, b: np.ndarray) -> bool:
@@ -159,3 +161,19 @@ def cut_units(layout: Layout, placements: Sequence[Placement], *, base: int | No
                 units.append((c, name, Unit(name, index, tuple(members), keep > 0, token)))
     # By position along the dimension first: consecutive units read the same few sources.
     return [u for _, _, u in sorted(units, key=lambda cu: (cu[0], cu[1], cu[2].index))]
+
+
+def cut_rewrite_units(layout: Layout, placements: Sequence[Placement], arrays: Sequence[str]) -> list[Unit]:
+    """The units of a rewrite of ``arrays``: every stored object of each is written at its new key,
+    those the placements touch with their new values (merged with the published ones they do not
+    cover), the others copied as they are."""
+    rewritten = {(u.array, u.index): u for u in cut_units(layout, placements, base=None) if u.array in arrays}
+    units = []
+    for name in sorted(arrays):
+        meta = layout.arrays[name]
+        for index in np.ndindex(*ChunkGrid(meta.shape, meta.chunks).grid_shape):
+            unit = rewritten.get((name, index))
+            if unit is None:
+                unit = Unit(name, index, (), False, _token(name, index, [], -1), copy=True)
+            units.append(unit)
+    return units

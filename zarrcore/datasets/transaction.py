@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from zarrcore.datasets.layout import Layout, read_layout
+from zarrcore.datasets.layout import Layout, other_keys, read_layout
 from zarrcore.datasets.ledger import CommitRecord, Placement, mark, read_record, write_snapshot
 from zarrcore.datasets.model import Piece
-from zarrcore.datasets.plan import Unit, cut_units
+from zarrcore.datasets.plan import Unit, cut_rewrite_units, cut_units
 from zarrcore.errors import CommitConflictError, DatasetError
 from zarrcore.group import Group, consolidated_metadata, write_consolidated
 from zarrcore.metadata import GroupMetadata
@@ -51,7 +51,15 @@ class Transaction:
         self.record = record
         self.pieces = list(pieces) if pieces is not None else None
         self._reopen = reopen
-        self.units: list[Unit] = cut_units(layout, record.placements, base=self.base)
+        #: Where merged and copied values are read: the published arrays (a rewrite writes the same
+        #: arrays at their other chunk keys, :func:`~zarrcore.datasets.layout.other_keys`).
+        self.published = layout
+        if record.mode == "rewrite":
+            keys = record.keys or {}
+            self.published = layout.rekeyed({n: other_keys(layout.arrays[n]) or k for n, k in keys.items()})
+            self.units: list[Unit] = cut_rewrite_units(layout, record.placements, sorted(keys))
+        else:
+            self.units = cut_units(layout, record.placements, base=self.base)
 
     @property
     def number(self) -> int:
@@ -83,14 +91,19 @@ class Transaction:
     def write(self, unit: Unit, pieces: Pieces | None = None) -> bool:
         """Write one unit; ``pieces`` maps the unit's placement indices to their pieces (by default
         the transaction's own). Returns whether an object was stored (not deleted as all fill)."""
+        arr = self.layout.array(self.store, self.path, unit.array)
+        published = self.published.array(self.store, self.path, unit.array)
+        if unit.copy:  # a rewrite's object outside the new values: the same bytes at the new key
+            data = published.read_chunk_bytes(unit.index)
+            arr.write_chunk_bytes(unit.index, data)
+            return data is not None
         source = pieces if pieces is not None else self.pieces
         if source is None:
             raise DatasetError(f"transaction {self.number}: no pieces to write unit {unit.array}{unit.index} from")
-        arr = self.layout.array(self.store, self.path, unit.array)
         axis = self.layout.axis_of(unit.array)
         assert axis is not None
         region = arr.chunk_region(unit.index)
-        block = arr.read_chunk(unit.index) if unit.merge else np.full(
+        block = published.read_chunk(unit.index) if unit.merge else np.full(
             tuple(s.stop - s.start for s in region), arr.metadata.fill, dtype=arr.dtype)  # fmt: skip
         lo, hi = region[axis].start, region[axis].stop
         for i in unit.placements:
@@ -129,16 +142,21 @@ class Transaction:
         """Publish the commit (every unit must have been written) and return the dataset as now published.
 
         Append mode: the grown arrays' metadata, then the consolidated metadata in one PUT (the
-        commit point), then the record is marked published. Region mode: the record is marked."""
+        commit point), then the record is marked published. A rewrite the same, with the rewritten
+        arrays' metadata moved to their new chunk keys. Region mode: the record is marked."""
         self._check_ours()
-        if self.mode == "append":
+        if self.mode in ("append", "rewrite"):
             node = read_node(self.store, self.path)
             assert isinstance(node, GroupMetadata)
             published = read_layout_of(node, self.store, self.path, self.layout.dim)
-            if published.extent != self.record.base:
+            moved = {n: published.keys()[n] for n in self.record.keys or {}}
+            if self.record.keys and moved == self.record.keys:  # published before a crash: only the mark is missing
+                mark(self.store, self.path, self.record, "published")
+                return self._reopen()
+            if published.extent != self.record.base or moved != {n: self.published.keys()[n] for n in moved}:
                 raise CommitConflictError(
                     f"{self.store.url}/{self.path}: the published extent is {published.extent}, commit "
-                    f"{self.number} grows from {self.record.base}; another writer published in between"
+                    f"{self.number} starts from {self.record.base}; another writer published in between"
                 )
             for name, meta in sorted(self.layout.arrays.items()):
                 if meta != published.arrays[name]:
