@@ -8,7 +8,7 @@ from typing import Any
 from flows.credentials import CredentialsBlock, with_credentials
 from flows.landing import land
 from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL, WaitSeconds
-from flows.sources import SourceSpec
+from flows.sources import SourceParam
 from flows.stores import StoreRef
 from flows.validation import checked_flow
 
@@ -17,7 +17,7 @@ __all__ = ["ingest"]
 
 @checked_flow(name="ingest")
 def ingest(
-    source: SourceSpec,
+    source: SourceParam,
     destination: StoreURL,
     array: ArrayPath = "data",
     layout: ArrayLayout = ArrayLayout(),  # noqa: B008 - an immutable pydantic default, shown in the UI
