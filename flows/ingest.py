@@ -31,7 +31,7 @@ def ingest(
     """Land ``source`` in the Zarr array ``array`` at ``destination``.
 
     Args:
-        source: Where the data comes from (kind: npy, npz, parquet, zarr or synthetic).
+        source: Where the data comes from: pick the kind, then fill the fields it uses (the others stay empty).
         destination: Store URL of the Zarr hierarchy (a local path, file://, s3://, gs://, az://).
         array: Path of the array in the store; with a path, the store root becomes a group and its
             metadata is consolidated at the end. Parquet with layout 'columns' makes this a group.
