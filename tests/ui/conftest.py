@@ -34,6 +34,7 @@ class UIServer:
             **os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": self.api, "PYTHONPATH": str(REPO),
             "PWD": str(REPO), "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_SERVER_DATABASE_TIMEOUT": "30",  # SQLite waits out a busy machine's locks
             "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": self.api,
             "PREFECT_WORKER_QUERY_SECONDS": "1",
         }  # fmt: skip
