@@ -82,15 +82,18 @@ def test_a_run_filled_in_the_form_completes_and_shows_its_summary(ui_server: UIS
             assert field(page, "Compression").locator("fieldset").inner_text().strip() == "zstd"
             shape = field(page, "Shape").locator("input")
             assert [shape.nth(i).input_value() for i in range(shape.count())] == ["4096", "4096"]
-            page.screenshot(path=str(tmp_path / "custom-run-form.png"), full_page=True)
+            page.screenshot(path=str(tmp_path / "the-form.png"), full_page=True)
 
             page.get_by_label("Run Name").fill(run_name)
             shape.nth(0).fill("1024")
             shape.nth(1).fill("2048")
             field(page, "Seed").locator("input").fill("7")
             field(page, "destination").locator("textarea").fill(str(dest))
-            page.get_by_role("button", name="Submit").click()
-            page.get_by_role("link", name=run_name).first.click()  # the deployment's runs list
+            with page.expect_response(lambda r: r.url.endswith("/create_flow_run"), timeout=45_000) as created:
+                page.get_by_role("button", name="Submit").click()
+            response = created.value
+            assert response.status == 201, f"creating the run: {response.status} {response.text()[:1000]}"
+            page.get_by_role("link", name=run_name).first.click(timeout=45_000)  # the deployment's runs list
             page.wait_for_url("**/flow-run/**")
 
         def finished() -> dict[str, Any] | None:
