@@ -35,6 +35,7 @@ class UIServer:
             "PWD": str(REPO), "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
             "PREFECT_SERVER_DATABASE_TIMEOUT": "30",  # SQLite waits out a busy machine's locks
+            "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",  # a 503's cause goes to server.log
             "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": self.api,
             "PREFECT_WORKER_QUERY_SECONDS": "1",
         }  # fmt: skip
