@@ -107,10 +107,10 @@ class ArrayLayout(BaseModel):
         "Zarr source's layout, else one object per chunk.",
     )
     dtype: str | None = Field(None, description="Stored data type (e.g. float32); default: the source's.")
-    zarr_format: Literal[2, 3] = Field(3, description="Zarr format 2 or 3. Not given (Python, the CLI): a Zarr "
+    zarr_format: Literal[2, 3] = Field(3, description="Zarr format, 2 or 3. Left unset (Python, CLI): a Zarr "
                                        "source's own format, else 3.")  # fmt: skip
     compression: Compression = Field(
-        "zstd", description="Compressor. Not given (Python, the CLI): a Zarr source's own codecs, else zstd."
+        "zstd", description="Compressor. Left unset (Python, CLI): a Zarr source's own codecs, else zstd."
     )
     compression_level: int | None = Field(
         None, ge=-7, le=22, description="Compression level (zstd -7..22, gzip/blosc 0..9); default: the codec's."
