@@ -6,11 +6,13 @@ AZURITE := .tools/node_modules/.bin/azurite-blob
 AZURITE_VERSION := 3.35.0
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help venv emulators demo test lint bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: help venv emulators chromium demo test lint bench clean
 
 help:
 	@echo "make demo   - set up .venv and run the demo ingest"
-	@echo "make test   - set up .venv and the emulators, then run the whole test suite"
+	@echo "make test   - set up .venv, the emulators and Chromium, then run the whole test suite"
 	@echo "make lint   - ruff and the layering contract (lint-imports)"
 	@echo "make bench  - run the benchmarks (see docs/benchmarks.md)"
 
@@ -30,10 +32,18 @@ $(AZURITE):
 
 emulators: $(AZURITE)
 
+# Debian's Chromium for the browser tests of the Prefect UI (tests/ui); Playwright drives it and downloads
+# no browser of its own. Installed once, as root, only when missing.
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "error: install Chromium at $(CHROMIUM) for tests/ui" >&2; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+chromium: $(CHROMIUM)
+
 demo: venv
 	$(PY) -m flows.demo
 
-test: venv emulators
+test: venv emulators chromium
 	$(VENV)/bin/ruff check zarrcore flows deployments tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,7 @@ from typing import Any
 from flows.credentials import CredentialsBlock, with_credentials
 from flows.landing import land
 from flows.params import ArrayLayout, ArrayPath, Execution, StorageOptions, StoreURL, WaitSeconds
-from flows.sources import SourceSpec
+from flows.sources import SourceParam
 from flows.stores import StoreRef
 from flows.validation import checked_flow
 
@@ -17,7 +17,7 @@ __all__ = ["ingest"]
 
 @checked_flow(name="ingest")
 def ingest(
-    source: SourceSpec,
+    source: SourceParam,
     destination: StoreURL,
     array: ArrayPath = "data",
     layout: ArrayLayout = ArrayLayout(),  # noqa: B008 - an immutable pydantic default, shown in the UI
@@ -31,7 +31,7 @@ def ingest(
     """Land ``source`` in the Zarr array ``array`` at ``destination``.
 
     Args:
-        source: Where the data comes from (kind: npy, npz, parquet, zarr or synthetic).
+        source: Where the data comes from: pick the kind, then fill the fields it uses (the others stay empty).
         destination: Store URL of the Zarr hierarchy (a local path, file://, s3://, gs://, az://).
         array: Path of the array in the store; with a path, the store root becomes a group and its
             metadata is consolidated at the end. Parquet with layout 'columns' makes this a group.

@@ -84,6 +84,7 @@ WaitSeconds = Annotated[
 ]
 
 Compression = Literal["zstd", "gzip", "blosc-zstd", "blosc-lz4", "none"]
+_FROM_SOURCE = ("zarr_format", "compression")  # None (or absent): as a Zarr source has it
 
 
 class ArrayLayout(BaseModel):
@@ -106,9 +107,10 @@ class ArrayLayout(BaseModel):
         "Zarr source's layout, else one object per chunk.",
     )
     dtype: str | None = Field(None, description="Stored data type (e.g. float32); default: the source's.")
-    zarr_format: Literal[2, 3] | None = Field(None, description="Zarr format 2 or 3; default: a Zarr source's, else 3.")
-    compression: Compression | None = Field(
-        None, description="Compressor; default: a Zarr source's codecs, else zstd."
+    zarr_format: Literal[2, 3] = Field(3, description="Zarr format, 2 or 3. Left unset (Python, CLI): a Zarr "
+                                       "source's own format, else 3.")  # fmt: skip
+    compression: Compression = Field(
+        "zstd", description="Compressor. Left unset (Python, CLI): a Zarr source's own codecs, else zstd."
     )
     compression_level: int | None = Field(
         None, ge=-7, le=22, description="Compression level (zstd -7..22, gzip/blosc 0..9); default: the codec's."
@@ -126,6 +128,18 @@ class ArrayLayout(BaseModel):
         description="Delete whatever is at the target first. Off by default: an existing array with identical "
         "metadata is resumed, a different one is an error.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_is_not_given(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(data.get(k, 0) is None for k in _FROM_SOURCE):
+            return {k: v for k, v in data.items() if not (k in _FROM_SOURCE and v is None)}
+        return data
+
+    def given(self, name: str) -> Any:
+        """The field's value if the caller gave it, else None: unset ``zarr_format`` and ``compression``
+        follow a Zarr source (a form shows and sends the defaults, so what it shows is what lands)."""
+        return getattr(self, name) if name in self.model_fields_set else None
 
     @field_validator("dtype")
     @classmethod

@@ -88,7 +88,7 @@ def target_metadata(layout: ArrayLayout, reader: SourceReader) -> ArrayMetadata:
     attributes and dimension names), so a copy keeps the source's layout unless told otherwise.
     """
     src: ArrayMetadata | None = getattr(getattr(reader, "array", None), "metadata", None)
-    zarr_format = layout.zarr_format or (src.zarr_format if src else 3)
+    zarr_format = layout.given("zarr_format") or (src.zarr_format if src else 3)
     dtype = np.dtype(layout.dtype) if layout.dtype else reader.dtype
     src_array = getattr(reader, "array", None)
     src_inner = src_array.chunks if src_array is not None and src_array.shards else None
@@ -103,7 +103,7 @@ def target_metadata(layout: ArrayLayout, reader: SourceReader) -> ArrayMetadata:
             f"chunks: {list(chunks)} has rank {len(chunks)} but the source has shape {list(reader.shape)}"
         )
     same_format = src is not None and src.zarr_format == zarr_format
-    same_codecs = same_format and layout.compression is None and dtype == src.dtype  # type: ignore[union-attr]
+    same_codecs = same_format and layout.given("compression") is None and dtype == src.dtype  # type: ignore[union-attr]
     fill = layout.fill_value if layout.fill_value is not None else reader.fill_value
     if zarr_format == 2 and src is not None and src.zarr_format == 3 and layout.fill_value is None and _is_zero(fill):
         # xarray masks a v2 fill value as missing data; a v3 source's zero fill is only the chunks' default
@@ -123,7 +123,7 @@ def target_metadata(layout: ArrayLayout, reader: SourceReader) -> ArrayMetadata:
             if layout.shards is not None and src_inner is not None:  # resharded: the source's inner codecs
                 sharding = next(c for c in src.codecs if c["name"] == "sharding_indexed")  # type: ignore[union-attr]
                 args["codecs"] = list(sharding["configuration"]["codecs"])
-        elif layout.compression in (None, "zstd") and layout.compression_level is None:
+        elif layout.compression == "zstd" and layout.compression_level is None:
             args["codecs"] = default_codecs(dtype)  # the library's own defaults (zstd)
         else:
             serializer = default_codecs(dtype)[0]

@@ -14,7 +14,7 @@ from flows.batchrun import BatchOutcome, run_batches
 from flows.credentials import CredentialsBlock, with_credentials
 from flows.ledger import Manifest, read_manifest
 from flows.params import ArrayPath, Execution, StorageOptions, StoreURL
-from flows.sources import SourceSpec
+from flows.sources import SourceParam, SourceSpec
 from flows.stores import StoreRef
 from flows.targets import TargetRef, open_target, plan_batches
 from flows.tasks import VerifyJob, configure, verify_chunk_batch
@@ -133,7 +133,7 @@ def report(checks: list[_Checked]) -> dict[str, Any]:
 def verify(
     destination: StoreURL,
     array: ArrayPath = "data",
-    source: SourceSpec | None = None,
+    source: SourceParam | None = None,
     execution: Execution = Execution(),  # noqa: B008 - an immutable pydantic default, shown in the UI
     storage_options: StorageOptions = {},  # noqa: B006 - validated and never mutated
     credentials_block: CredentialsBlock = None,

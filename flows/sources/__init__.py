@@ -2,7 +2,8 @@
 a variable of a NetCDF4/HDF5 file on any store,
 and a deterministic synthetic generator; one module per kind.
 
-A source is chosen by a parameter model (a pydantic discriminated union on ``kind``: :data:`SourceSpec`).
+A source is chosen by a parameter model (a pydantic discriminated union on ``kind``: :data:`SourceSpec`);
+flows declare :data:`SourceParam`, which the UI shows as one flat form (:class:`SourceForm`).
 Opening it gives a :class:`SourceReader`: shape and dtype, ``read(region)`` for any rectangular region,
 ``fingerprint(region)``, which changes exactly when the data in that region changes, and ``forget()``.
 Every region is readable on its own, so chunk batches run anywhere and in any order.
@@ -10,11 +11,8 @@ Every region is readable on its own, so chunk batches run anywhere and in any or
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
 from flows.sources.base import Region, SourceError, SourceModel, SourceReader, region_key
+from flows.sources.form import SourceForm, SourceParam, SourceSpec
 from flows.sources.netcdf import NetcdfArraySource
 from flows.sources.npy import NpySource
 from flows.sources.npz import NpzSource
@@ -33,11 +31,8 @@ __all__ = [
     "SyntheticSource",
     "NetcdfArraySource",
     "SourceSpec",
+    "SourceParam",
+    "SourceForm",
     "SourceError",
     "region_key",
-]
-
-SourceSpec = Annotated[
-    NpySource | NpzSource | ParquetSource | ZarrSource | SyntheticSource | NetcdfArraySource,
-    Field(discriminator="kind", description="Where the data comes from; 'kind' selects the source type."),
 ]
