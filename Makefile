@@ -7,6 +7,7 @@ AZURITE_VERSION := 3.35.0
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 .PHONY: help venv emulators chromium demo test lint bench clean
 
@@ -36,7 +37,7 @@ emulators: $(AZURITE)
 # no browser of its own. Installed once, as root, only when missing.
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "error: install Chromium at $(CHROMIUM) for tests/ui" >&2; exit 1; }
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 chromium: $(CHROMIUM)
 
