@@ -195,7 +195,10 @@ def append(
     ledger_at(store, group, None)  # the results block is saved before any task (see flows.landing)
     with hold_writer(store, group, wait_seconds=wait_for_writer_seconds) as claim:
         source_options = with_credentials(source_storage_options, source_credentials_block)
-        summary = _land(source, store, group, dim, layout, execution, source_options, claim, on_changed)
+        try:
+            summary = _land(source, store, group, dim, layout, execution, source_options, claim, on_changed)
+        finally:
+            close_open_files()  # planning leaves files open for the write tasks; a refused plan has none
     _artifacts(summary)
     logger.info("append: %d files landed, %d skipped; %s now %s", len(summary["landed"]), summary["skipped"],
                 summary["dataset"], summary["sizes"])  # fmt: skip
