@@ -25,12 +25,14 @@ Credentials come from the SDK's chain or a Prefect Secret block named with ``--c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import runpy
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -235,8 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = _parser()
         args = parser.parse_args(_joined_values(argv, parser))
-        terminal_defaults(args.verbose)
-        return _command(args, out, err)
+        with _terminal_settings(args.verbose):
+            return _command(args, out, err)
     except UsageError as exc:
         _report(err, exc, verbose, f"error: {exc}")
         return 2
@@ -248,6 +250,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         _report(err, exc, verbose, f"error: {one_line(exc)}")
         return 1
+
+
+@contextlib.contextmanager
+def _terminal_settings(verbose: bool) -> Iterator[None]:
+    """:func:`~flows.console.terminal_defaults` for one command, the environment restored after it (so a
+    program calling :func:`main` keeps its own Prefect settings)."""
+    before = dict(os.environ)
+    terminal_defaults(verbose)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(before):
+            del os.environ[name]
 
 
 def _report(err: Any, exc: BaseException, verbose: bool, line: str) -> None:

@@ -274,8 +274,9 @@ def test_refused_credentials_exit_2_with_one_line_and_create_no_flow_run(scenari
     for name, field_name in (("refused-option", "storage_options"), ("refused-url", "destination")):
         cli = scenario.clis[name]
         assert cli.rc == 2, f"{name}: {cli.out}\n{cli.err}"
-        lines = [line for line in cli.out.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: invalid parameters for flow 'ingest'"), cli.out
+        lines = [line for line in cli.err.splitlines() if line.strip()]
+        assert not cli.out.strip() and len(lines) == 1, cli.out + cli.err
+        assert lines[0].startswith("error: invalid parameters for flow 'ingest'"), cli.err
         assert f"{field_name}: " in lines[0] and "credentials" in lines[0]
         assert SECRET not in cli.out + cli.err
     runs = _dump(_flow_runs())
