@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,7 +85,10 @@ class _Progress:
         while not self._stop.is_set():
             self._changed.wait()  # a batch has finished (or the run is over)
             self._changed.clear()
-            self._send()
+            try:
+                self._send()
+            except Exception as exc:  # the API unreachable for a moment: the next update, or the last, says it
+                logging.getLogger(__name__).warning("progress artifact not updated: %s", exc)
             self._stop.wait(self.interval)
 
     def advance(self) -> None:

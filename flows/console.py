@@ -35,11 +35,14 @@ SETTLE_SECONDS = 15.0
 
 def terminal_defaults(verbose: bool) -> None:
     """Prefect settings for a run at a terminal, each only where the user has not set it: no analytics,
-    time for the embedded server's first start, and Prefect's console logs off unless ``verbose`` (the
-    run's logs still reach the API, so the UI shows them; ``zarrflow`` prints its own one-line errors)."""
+    time for the embedded server's first start, and unless ``verbose``, no console logs from Prefect
+    (``zarrflow`` prints its own one-line errors; the API still gets warnings and errors, so the UI shows
+    them) and no INFO logs sent to the API (a cost on every task run)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EMBEDDED_SERVER_STARTUP_SECONDS))
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def consoles() -> tuple[Any, Any]:
