@@ -17,12 +17,24 @@ help:
 	@echo "make lint   - ruff and the layering contract (lint-imports)"
 	@echo "make bench  - run the benchmarks (see docs/benchmarks.md)"
 
-$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+# The demo needs the flows and NetCDF extras only; `make test` (and lint, bench) install everything.
+DEMO_EXTRAS := flows,netcdf
+ALL_EXTRAS := all,test,bench
+
+define install
 	@PYTHON=$$(scripts/find-python.sh) || exit 1; \
 	  echo "using $$PYTHON"; \
 	  [ -x $(PY) ] || $$PYTHON -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[all,test,bench]'
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[$(1)]'
+endef
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	$(call install,$(ALL_EXTRAS))
+	@touch $@ $(VENV)/.installed-demo
+
+$(VENV)/.installed-demo: pyproject.toml requirements/constraints.txt
+	$(call install,$(DEMO_EXTRAS))
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -41,7 +53,7 @@ $(CHROMIUM):
 
 chromium: $(CHROMIUM)
 
-demo: venv
+demo: $(VENV)/.installed-demo
 	$(PY) -m flows.demo
 
 test: venv emulators chromium

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import time
+import contextvars
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.tasks import Task
 
+from flows.attempts import close_dead_attempts
 from flows.params import Execution
 from flows.runners import task_runner_for
 
@@ -44,8 +49,11 @@ class BatchOutcome:
 
 
 class _Progress:
-    """A progress artifact, updated at most once a second and at the end (each update is an API call
-    made in the flow's thread while batches run)."""
+    """The run's progress artifact: one per flow run, updated in place (a retry of the run takes over the
+    artifact of its earlier attempt), from a thread that sends the count at most once a second while it
+    changes and once at the end. So the artifact says what has finished within a second, even when the
+    process is killed later (the first finished batch is sent at once), and no API call is made in the
+    flow's thread for each batch."""
 
     #: Seconds between two updates of the artifact.
     interval = 1.0
@@ -54,22 +62,68 @@ class _Progress:
         self.total = max(total, 1)
         self.done = 0
         self.what = what
-        self._id = create_progress_artifact(0.0, key=key, description=f"{what}: 0 of {total} batches")
-        self._next = time.monotonic() + self.interval
+        earlier = _artifact_of_this_run(key)
+        self._id = earlier or create_progress_artifact(0.0, key=key, description=self._text(0))
+        self._sent = -1 if earlier else 0
+        self._send()  # an earlier attempt's artifact starts again from 0 (finished batches come back cached)
+        self._stop, self._changed = threading.Event(), threading.Event()
+        context = contextvars.copy_context()  # the flow's Prefect settings and client, in the thread too
+        self._thread = threading.Thread(target=context.run, args=(self._send_while_running,), daemon=True,
+                                        name="progress-artifact")  # fmt: skip
+        self._thread.start()
         self._tell()
+
+    def _text(self, done: int) -> str:
+        return f"{self.what}: {done} of {self.total} batches"
 
     def _tell(self) -> None:
         for listener in list(listeners):
             listener(self.what, self.done, self.total)
 
+    def _send(self) -> None:
+        done = self.done
+        if done != self._sent:
+            update_progress_artifact(self._id, 100.0 * done / self.total, description=self._text(done))
+            self._sent = done
+
+    def _send_while_running(self) -> None:
+        while not self._stop.is_set():
+            self._changed.wait()  # a batch has finished (or the run is over)
+            self._changed.clear()
+            try:
+                self._send()
+            except Exception as exc:  # the API unreachable for a moment: the next update, or the last, says it
+                logging.getLogger(__name__).warning("progress artifact not updated: %s", exc)
+            self._stop.wait(self.interval)
+
     def advance(self) -> None:
         self.done += 1
+        self._changed.set()
         self._tell()
-        now = time.monotonic()
-        if self.done == self.total or now >= self._next:
-            self._next = now + self.interval
-            description = f"{self.what}: {self.done} of {self.total} batches"
-            update_progress_artifact(self._id, 100.0 * self.done / self.total, description=description)
+
+    def close(self) -> None:
+        """Stop the thread and send the final count."""
+        self._stop.set()
+        self._changed.set()
+        self._thread.join()
+        self._send()
+
+
+def _artifact_of_this_run(key: str) -> UUID | None:
+    """The id of the artifact ``key`` an earlier attempt of this flow run made, if any."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return None
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]),
+                                           flow_run_id=ArtifactFilterFlowRunId(any_=[context.flow_run.id])),
+            limit=1,
+        )  # fmt: skip
+    return found[0].id if found else None
 
 
 def _outcome(job: Any, future: PrefectFuture[Any]) -> BatchOutcome:
@@ -98,6 +152,7 @@ def run_batches(
     Never raises for a failed batch: every outcome is returned, in job order, once all have finished.
     """
     total = sum(len(jobs) for _, jobs in groups)
+    close_dead_attempts()  # a retry after a crash: the dead attempt's task runs are no longer Running
     with task_runner_for(execution) as runner:
         futures: list[list[PrefectFuture[Any]]] = [
             list(runner.map(task_, {"job": list(jobs)})) if jobs else [] for task_, jobs in groups
@@ -106,6 +161,7 @@ def run_batches(
         try:
             for _ in as_completed([f for group in futures for f in group]):
                 progress.advance()
+            close_dead_attempts()  # again: the server may have recorded some of their last events late
             outcomes = [
                 [_outcome(job, future) for job, future in zip(jobs, group, strict=True)]
                 for (_, jobs), group in zip(groups, futures, strict=True)
@@ -120,4 +176,6 @@ def run_batches(
                 "finished; finished batches are recorded: retry the flow run, or run it again with the same "
                 "parameters, on a reachable cluster to write only the others"
             ) from exc
+        finally:
+            progress.close()
     return outcomes

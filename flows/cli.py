@@ -15,93 +15,62 @@ SOURCE is a ``.npy``, ``.npz`` (with ``--key``), ``.parquet``/``.arrow``/``.feat
 SOURCE of ``append`` is a path or glob of such files or of Zarr datasets written by xarray (``raw/*.zarr``),
 on local disk or a store URL (``s3://b/raw/*.nc``).
 Flows talk to ``PREFECT_API_URL`` when it is set; otherwise Prefect starts its embedded server for the
-run, so nothing has to be started by hand. Parameters are checked before a flow run is created: refused
-ones exit with status 2 and one line naming each field, never its value. Credentials come from the SDK's
-chain or a Prefect Secret block named with ``--credentials-block`` (``--source-credentials-block``).
+run, so nothing has to be started by hand (``info`` never imports Prefect). Local paths are made absolute
+before the run is created. Exit status: 0 done; 2 refused before any flow run exists (a bad argument, a
+missing source file, a refused parameter: one line naming it, never a secret); 1 a run that failed, or
+``info`` that found nothing readable (one line; ``-v`` adds the traceback and Prefect's logs). A failed
+run whose retry can help prints the ``prefect flow-run retry`` command that retries it, on one line.
+Credentials come from the SDK's chain or a Prefect Secret block named with ``--credentials-block``
+(``--source-credentials-block``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
 import runpy
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from flows.console import ENTRYPOINTS, describe, run_in_process, terminal_defaults
+from flows.cli_input import UsageError, attributes, ints, local_file, options, parse_source, sizes, store_url
+from flows.console import ENTRYPOINTS, consoles, describe, run_in_process, terminal_defaults
 
-__all__ = ["main", "parse_source", "ENTRYPOINTS"]
+__all__ = ["main", "parse_source", "ENTRYPOINTS", "UsageError"]
 
-
-def parse_source(text: str, *, key: str | None = None, columns: str | None = None, table_layout: str = "matrix",
-                 source_path: str = "") -> dict[str, Any]:  # fmt: skip
-    """A source parameter object from the command line's shorthand."""
-    if text.lstrip().startswith("{"):
-        return dict(json.loads(text))
-    if text.startswith("synthetic:"):
-        parts = text.split(":")[1:]
-        spec: dict[str, Any] = {"kind": "synthetic", "shape": [int(n) for n in parts[0].lower().split("x")]}
-        if len(parts) > 1 and parts[1]:
-            spec["dtype"] = parts[1]
-        if len(parts) > 2 and parts[2]:
-            spec["seed"] = int(parts[2])
-        return spec
-    lower = text.lower()
-    if lower.endswith(".npy"):
-        return {"kind": "npy", "path": text}
-    if lower.endswith(".npz"):
-        if not key:
-            raise SystemExit("error: an .npz source needs --key NAME (the array inside the archive)")
-        return {"kind": "npz", "path": text, "key": key}
-    if lower.endswith((".parquet", ".pq", ".arrow", ".feather", ".ipc")):
-        spec = {"kind": "parquet", "path": text, "layout": table_layout}
-        if columns:
-            spec["columns"] = columns.split(",")
-        return spec
-    return {"kind": "zarr", "url": text, "path": source_path}
+#: A value that argparse would take for an option, such as ``-5,128``: handed to the option as ``--opt=-5,128``.
+_NEGATIVE_VALUE = re.compile(r"-\d[\d,x.]*")
 
 
-def _ints(text: str | None) -> list[int] | None:
-    return [int(n) for n in text.replace("x", ",").split(",")] if text else None
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors raised as one-line :class:`UsageError` s instead of the usage and ``exit(2)``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def _options(pairs: Sequence[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs or ():
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --option expects NAME=VALUE, got {pair!r}")
-        try:
-            out[name] = json.loads(value)
-        except json.JSONDecodeError:
-            out[name] = value
-    return out
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"expected a JSON value (0, 1.5, '\"NaN\"'), got {text!r}") from None
 
 
 def _layout(args: argparse.Namespace) -> dict[str, Any]:
     fields = {
-        "chunks": _ints(args.chunks), "shards": _ints(args.shards), "dtype": args.dtype,
+        "chunks": ints(args.chunks, "--chunks"), "shards": ints(args.shards, "--shards"), "dtype": args.dtype,
         "zarr_format": args.zarr_format,
         "compression": args.compression, "fill_value": args.fill_value,
         "overwrite": args.overwrite or None,
         "dimension_names": args.dimension_names.split(",") if args.dimension_names else None,
-        "attributes": _attributes(args.attributes),
+        "attributes": attributes(args.attributes),
     }  # fmt: skip
     return {k: v for k, v in fields.items() if v is not None}
-
-
-def _attributes(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: --attributes expects a JSON object: {exc}") from None
-    if not isinstance(value, dict):
-        raise SystemExit(f"error: --attributes expects a JSON object, got {text!r}")
-    return value
 
 
 def _execution(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,41 +86,35 @@ def _execution(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _sizes(text: str | None, what: str) -> dict[str, int] | None:
-    """``time=24,lat=256`` as ``{"time": 24, "lat": 256}``."""
-    if not text:
-        return None
-    out = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise SystemExit(f"error: {what} expects DIM=N,DIM=N (e.g. time=24,lat=256), got {text!r}")
-        out[name.strip()] = int(value)
-    return out
-
-
 def _append_params(args: argparse.Namespace) -> dict[str, Any]:
-    layout: dict[str, Any] = {"chunks": _sizes(args.chunks, "--chunks"), "shards": _sizes(args.shards, "--shards"),
+    layout: dict[str, Any] = {"chunks": sizes(args.chunks, "--chunks"), "shards": sizes(args.shards, "--shards"),
                               "zarr_format": args.zarr_format,
                               "variables": args.variables.split(",") if args.variables else None}  # fmt: skip
     if args.region:
         parts = args.region.split(",")
         if len(parts) != 3:
-            raise SystemExit(f"error: --region expects START,STOP,STEP, got {args.region!r}")
+            raise UsageError(f"--region expects START,STOP,STEP, got {args.region!r}")
         layout["region"] = dict(zip(("start", "stop", "step"), parts, strict=True))
-    return {"source": args.source, "destination": args.destination, "dim": args.dim, "group": args.group,
+    source = store_url(args.source, "source")
+    if "://" not in args.source and not any(c in args.source for c in "*?["):
+        source = local_file(args.source, "source")
+    return {"source": source, "destination": store_url(args.destination, "destination"), "dim": args.dim,
+            "group": args.group,
             "layout": {k: v for k, v in layout.items() if v is not None}, "execution": _execution(args),
-            "storage_options": _options(args.option),
-            "source_storage_options": _options(args.source_option),
+            "storage_options": options(args.option),
+            "source_storage_options": options(args.source_option, "--source-option"),
             "wait_for_writer_seconds": args.wait_for_writer, "credentials_block": args.credentials_block,
             "source_credentials_block": args.source_credentials_block,
             "on_changed": "rewrite" if getattr(args, "rewrite_changed", False) else "error"}  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zarrflow", description="Land N-dimensional data in Zarr arrays with Prefect.")
-    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
+    p = _Parser(prog="zarrflow", description="Land N-dimensional data in Zarr arrays with Prefect.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and Prefect's run logs")
     sub = p.add_subparsers(dest="command", required=True)
+
+    def verbose_arg(sp: argparse.ArgumentParser) -> None:  # also accepted after the command
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     def layout_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--array", default="data", help="path of the target array in the store (default: data)")
@@ -160,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--dtype", help="stored data type (default: the source's)")
         sp.add_argument("--zarr-format", type=int, choices=(2, 3))
         sp.add_argument("--compression", choices=("zstd", "gzip", "blosc-zstd", "blosc-lz4", "none"))
-        sp.add_argument("--fill-value", type=json.loads, help="fill value (JSON: 0, 1.5, \"NaN\")")
+        sp.add_argument("--fill-value", type=_json_value, help='fill value (JSON: 0, 1.5, "NaN")')
         sp.add_argument("--dimension-names", metavar="Y,X", help="dimension names (default: the source's or dim_0,...)")
         sp.add_argument("--attributes", metavar="JSON", help='array attributes, a JSON object: \'{"units": "K"}\'')
         sp.add_argument("--overwrite", action="store_true", help="replace whatever is at the target")
@@ -246,27 +209,87 @@ def _parser() -> argparse.ArgumentParser:
 
     srv = sub.add_parser("serve", help="serve the deployments of deployments/serve.py (Ctrl-C to stop)")
     srv.add_argument("--file", default="deployments/serve.py")
+    for command in (ing, ver, cp, app, inf, srv):
+        verbose_arg(command)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``zarrflow`` command."""
-    args = _parser().parse_args(argv)
-    terminal_defaults(args.verbose)
-    from rich.console import Console
+def _joined_values(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--chunks -5,128`` as ``--chunks=-5,128``: argparse would take ``-5,128`` for an option and refuse it."""
+    takes_value = {o for a in _actions(parser) if a.nargs != 0 for o in a.option_strings}
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in takes_value and _NEGATIVE_VALUE.fullmatch(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
-    console = Console()
+
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    found = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                found += _actions(sp)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``zarrflow`` command; returns its exit status (0, 1 or 2, see the module's docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool({"-v", "--verbose"} & set(argv))
+    out, err = consoles()
+    try:
+        parser = _parser()
+        args = parser.parse_args(_joined_values(argv, parser))
+        with _terminal_settings(args.verbose):
+            return _command(args, out, err)
+    except UsageError as exc:
+        _report(err, exc, verbose, f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130
+    except Exception as exc:  # info on a node that is not there, a serve file that fails, ...
+        from flows.console import one_line
+
+        _report(err, exc, verbose, f"error: {one_line(exc)}")
+        return 1
+
+
+@contextlib.contextmanager
+def _terminal_settings(verbose: bool) -> Iterator[None]:
+    """:func:`~flows.console.terminal_defaults` for one command, the environment restored after it (so a
+    program calling :func:`main` keeps its own Prefect settings)."""
+    before = dict(os.environ)
+    terminal_defaults(verbose)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(before):
+            del os.environ[name]
+
+
+def _report(err: Any, exc: BaseException, verbose: bool, line: str) -> None:
+    if verbose:
+        err.print("".join(traceback.format_exception(exc)).rstrip(), markup=False)
+    err.print(line, markup=False)
+
+
+def _command(args: argparse.Namespace, out: Any, err: Any) -> int:
     if args.command == "info":
-        return describe(args.url, args.path, console)
+        return describe(store_url(args.url, "url"), args.path, out)
     if args.command == "serve":
         runpy.run_path(str(Path(args.file)), run_name="__main__")
         return 0
     from flows.sources.pieces import NETCDF_SUFFIXES
 
+    run = {"out": out, "err": err, "verbose": args.verbose}
     if args.command == "append" or (args.command == "ingest" and args.source.lower().endswith(NETCDF_SUFFIXES)):
         from flows.append import append
 
-        return _run(append, _append_params(args), console)
+        return _run(append, _append_params(args), **run)
     if args.command == "ingest":
         from flows.ingest import ingest
 
@@ -274,46 +297,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                               source_path=args.source_path)  # fmt: skip
         if args.source_credentials_block:
             if source.get("kind") not in ("zarr", "netcdf"):
-                raise SystemExit("error: --source-credentials-block applies to Zarr and NetCDF sources")
+                raise UsageError("--source-credentials-block applies to Zarr and NetCDF sources")
             source["credentials_block"] = args.source_credentials_block
-        params = {"source": source, "destination": args.destination, "array": args.array, "layout": _layout(args),
-                  "execution": _execution(args), "storage_options": _options(args.option),
+        params = {"source": source, "destination": store_url(args.destination, "destination"), "array": args.array,
+                  "layout": _layout(args), "execution": _execution(args), "storage_options": options(args.option),
                   "wait_for_writer_seconds": args.wait_for_writer,
                   "credentials_block": args.credentials_block}  # fmt: skip
-        return _run(ingest, params, console)
+        return _run(ingest, params, **run)
     if args.command == "verify":
         from flows.verify import verify
 
-        params = {"destination": args.destination, "array": args.array, "execution": _execution(args),
-                  "storage_options": _options(args.option), "credentials_block": args.credentials_block,
-                  "files": args.files, "source_storage_options": _options(args.source_option),
+        params = {"destination": store_url(args.destination, "destination"), "array": args.array,
+                  "execution": _execution(args), "storage_options": options(args.option),
+                  "credentials_block": args.credentials_block,
+                  "files": store_url(args.files, "--files") if args.files else None,
+                  "source_storage_options": options(args.source_option, "--source-option"),
                   "source_credentials_block": args.source_credentials_block}  # fmt: skip
         if args.source:
             params["source"] = parse_source(args.source, key=args.key)
-        return _run(verify, params, console)
+        return _run(verify, params, **run)
     from flows.copy import copy_array
 
-    params = {"source": args.source, "destination": args.destination, "array": args.array,
-              "source_path": args.source_path, "layout": _layout(args), "execution": _execution(args),
-              "source_storage_options": _options(args.source_option),
-              "storage_options": _options(args.option), "wait_for_writer_seconds": args.wait_for_writer,
+    params = {"source": store_url(args.source, "source"), "destination": store_url(args.destination, "destination"),
+              "array": args.array, "source_path": args.source_path, "layout": _layout(args),
+              "execution": _execution(args), "source_storage_options": options(args.source_option, "--source-option"),
+              "storage_options": options(args.option), "wait_for_writer_seconds": args.wait_for_writer,
               "credentials_block": args.credentials_block,
               "source_credentials_block": args.source_credentials_block}  # fmt: skip
-    return _run(copy_array, params, console)
+    return _run(copy_array, params, **run)
 
 
-def _run(flow_fn: Any, params: dict[str, Any], console: Any) -> int:
+def _run(flow_fn: Any, params: dict[str, Any], *, out: Any, err: Any, verbose: bool) -> int:
     """Check the parameters (2: refused, before any flow run exists), then run the flow (0 or 1)."""
-    from rich.markup import escape
-
     from flows.validation import ParameterError, check_parameters
 
     try:
         check_parameters(flow_fn, params)
     except ParameterError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        return 2
-    return 0 if run_in_process(flow_fn, params, console) is not None else 1
+        raise UsageError(str(exc)) from None
+    return 0 if run_in_process(flow_fn, params, out, err, verbose=verbose) is not None else 1
 
 
 if __name__ == "__main__":

@@ -34,20 +34,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
     terminal_defaults(args.verbose)
 
-    from rich.console import Console
-
-    from flows.console import describe, run_in_process
+    from flows.console import consoles, describe, run_in_process
     from flows.ingest import ingest
     from flows.verify import verify
 
-    console = Console()
+    console, errors = consoles()  # never wrapped: the printed paths and commands stay one line
     destination = str(root / "demo.zarr")
     home = os.environ["PREFECT_HOME"]
     where = os.environ.get("PREFECT_API_URL") or f"Prefect's embedded server (PREFECT_HOME={home})"
     console.print(f"[bold]zarrflow demo[/bold]: synthetic 2048 x 2048 float32 -> {destination} via {where}")
     params = {"source": DEMO_SOURCE, "destination": destination, "array": "synthetic",
               "layout": DEMO_LAYOUT, "execution": DEMO_EXECUTION}  # fmt: skip
-    landed = run_in_process(ingest, params, console)
+    landed = run_in_process(ingest, params, console, errors, verbose=args.verbose)
     if landed is None:
         return 1
     counts = landed["targets"][0]
@@ -57,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         console.print(f"[bold]{counts['chunks_written']} chunks written[/bold], {counts['chunks_skipped']} skipped; "
                       "run the demo again and every batch is skipped (cached)")  # fmt: skip
-    checked = run_in_process(verify, {"destination": destination, "array": "synthetic", "source": DEMO_SOURCE}, console)
+    checked = run_in_process(verify, {"destination": destination, "array": "synthetic", "source": DEMO_SOURCE},
+                             console, errors, verbose=args.verbose)  # fmt: skip
     if checked is None:
         return 1
     describe(destination, "synthetic", console)

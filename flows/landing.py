@@ -33,7 +33,8 @@ from flows.writer import hold_writers
 if TYPE_CHECKING:
     from zarrcore.metadata import ArrayMetadata
 
-__all__ = ["Target", "BatchesFailed", "land", "plan_targets", "create_targets", "write_targets", "finish_targets"]
+__all__ = ["Target", "BatchesFailed", "land", "summary_row", "plan_targets", "create_targets", "write_targets",
+           "finish_targets"]  # fmt: skip
 
 
 class BatchesFailed(RuntimeError):
@@ -47,6 +48,7 @@ class Target:
     ref: TargetRef
     source: SourceSpec
     itemsize: int
+    dtype: str = ""
     outcomes: list[BatchOutcome] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -64,6 +66,9 @@ class Target:
         raw = sum(res["raw"] for res in fresh)  # type: ignore[index]
         return {
             "array": self.ref.identity,
+            "shape": list(self.ref.shape),
+            "dtype": self.dtype,
+            "chunks": list(self.ref.chunks),
             "batches": len(self.outcomes),
             "batches_cached": sum(o.cached for o in self.outcomes),
             "batches_failed": len(self.failed),
@@ -123,7 +128,7 @@ def create_targets(planned: list[Planned], destination: StoreRef, layout: ArrayL
     for p in planned:
         ref = create(destination, p.path, p.metadata, layout.overwrite)
         logger.info("target %s: shape %s, chunks %s, %s", ref.identity, ref.shape, ref.chunks, p.metadata.dtype)
-        targets.append(Target(ref, p.source, p.metadata.dtype.itemsize))
+        targets.append(Target(ref, p.source, p.metadata.dtype.itemsize, str(p.metadata.dtype)))
     return targets
 
 
@@ -143,12 +148,37 @@ def write_targets(targets: list[Target], execution: Execution, *, results: Store
         t.seconds = time.monotonic() - t0
 
 
+def summary_row(counts: dict[str, Any]) -> dict[str, Any]:
+    """One array's row of the summary artifact, narrow enough to read: its URL and layout, then what the
+    run did (chunks written / skipped because finished earlier / failed, bytes stored, speed)."""
+    return {
+        "array": counts["array"],
+        "shape": " x ".join(map(str, counts["shape"])) or "()",
+        "dtype": counts["dtype"],
+        "chunks": " x ".join(map(str, counts["chunks"])) or "()",
+        "written / skipped / failed": f"{counts['chunks_written']} / {counts['chunks_skipped']} / "
+        f"{counts['chunks_failed']}",
+        "stored": _size(counts["bytes_written"]),
+        "MB/s": counts["mb_per_s"],
+        "seconds": counts["seconds"],
+    }
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024  # type: ignore[assignment]
+    return f"{nbytes} B"
+
+
 def finish_targets(targets: list[Target], destination: StoreRef, execution: Execution, *, key: str) -> dict[str, Any]:
     """Manifests and consolidated metadata for finished targets, the summary artifact; raise on failures."""
     logger = get_run_logger()
     record = configure(record_completion, execution)
     rows = [t.counts() for t in targets]
-    create_table_artifact(rows, key=f"{key}-summary", description=f"{key}: chunks written, skipped and failed")
+    description = f"{key}: the arrays landed, and their chunks written, skipped and failed"
+    create_table_artifact([summary_row(row) for row in rows], key=f"{key}-summary", description=description)
     for row in rows:
         logger.info(
             "%s: %d chunks written, %d skipped (already done), %d failed; %d bytes in %.2f s",

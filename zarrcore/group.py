@@ -218,8 +218,26 @@ def consolidate(store: Store, path: str = "") -> Group:
     if not isinstance(meta, GroupMetadata):
         raise TypeError(f"{describe_location(store, path)} is an array; consolidate a group")
     new = _with_documents(meta, _walk_documents(store, path, meta.zarr_format))
-    write_consolidated(store, path, new)
+    if not _consolidated_as(store, path, new):  # a rerun over an unchanged hierarchy writes nothing
+        write_consolidated(store, path, new)
     return Group(store, path, new)
+
+
+def _consolidated_document(path: str, meta: GroupMetadata) -> tuple[str, bytes]:
+    """The key and bytes :func:`write_consolidated` puts for ``meta``."""
+    if meta.zarr_format == 3:
+        return join_key(path, ZARR_JSON), json_dumps(meta.to_documents()[ZARR_JSON])
+    doc = {"metadata": meta.consolidated or {}, "zarr_consolidated_format": 1}
+    return join_key(path, ZMETADATA), json_dumps(doc)
+
+
+def _consolidated_as(store: Store, path: str, meta: GroupMetadata) -> bool:
+    """Whether the stored consolidated document already holds exactly the bytes ``meta`` would write."""
+    key, data = _consolidated_document(path, meta)
+    try:
+        return store.get(key) == data
+    except NotFound:
+        return False
 
 
 def _with_documents(meta: GroupMetadata, docs: dict[str, Any]) -> GroupMetadata:
@@ -246,8 +264,7 @@ def write_consolidated(store: Store, path: str, meta: GroupMetadata) -> None:
     if meta.zarr_format == 3:
         write_node(store, path, meta)
     else:
-        doc = {"metadata": meta.consolidated or {}, "zarr_consolidated_format": 1}
-        store.put(join_key(path, ZMETADATA), json_dumps(doc))
+        store.put(*_consolidated_document(path, meta))
 
 
 def open_group_mode(store: Store, path: str, mode: Literal["r", "r+"]) -> Group:

@@ -116,8 +116,8 @@ def test_cli_append_and_ingest_of_one_file(tmp_path: Path, raw: list[Path], caps
     code = zarrflow(["append", str(tmp_path / "raw" / "f-0[0-4].nc"), str(dest), "--dim", "time",
                      "--variables", "t2m", "--chunks", "time=8"])  # fmt: skip
     assert code != 0  # the dataset holds every variable: a run that lands only t2m is refused
-    out = capsys.readouterr().out
-    assert "not in the dataset" in out or "missing" in out
+    err = capsys.readouterr().err
+    assert "not in the dataset" in err or "missing" in err
     assert zarrflow(["append", str(tmp_path / "raw" / "*.nc"), str(dest)]) == 0
     xr.testing.assert_identical(opened(dest), expected(raw))
     assert "extent" in capsys.readouterr().out

@@ -21,7 +21,7 @@ from tests.fixtures.paths import REPO
 def demo(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
     return subprocess.run([sys.executable, "-m", "flows.demo", "--dir", str(folder / "data")], cwd=folder,
-                          env={**base, "PYTHONPATH": str(REPO), "COLUMNS": "200", **env},
+                          env={**base, "PYTHONPATH": str(REPO), "COLUMNS": "80", **env},
                           capture_output=True, text=True, timeout=240)  # fmt: skip
 
 
@@ -32,6 +32,8 @@ def test_demo_runs_on_a_fresh_machine_and_then_skips_everything(tmp_path: Path) 
     assert "Prefect's embedded server" in first.stdout and "64 chunks written" in first.stdout
     assert "verify completed" in first.stdout and "chunks stored        : 64 of 64" in first.stdout
     assert (tmp_path / "data" / ".prefect").is_dir()  # Prefect's home went under the demo folder
+    opened = f"Open it with zarr-python: zarr.open_group({str(tmp_path / 'data' / 'demo.zarr')!r})['synthetic']"
+    assert opened in first.stdout.splitlines()  # one line at 80 columns, not a terminal: nothing wrapped
     arr = zarr.open_group(str(tmp_path / "data" / "demo.zarr"), mode="r")["synthetic"]
     shape = tuple(DEMO_SOURCE["shape"])  # type: ignore[arg-type]
     expected = SyntheticSource(**DEMO_SOURCE).open().read(tuple(slice(0, n) for n in shape))  # type: ignore[arg-type]

@@ -67,8 +67,11 @@ def test_npy_lands_exactly_and_zarr_python_reads_it(tmp_path: Path, source: tupl
     assert (summary["chunks_written"], summary["chunks_skipped"], summary["batches"]) == (9, 0, 3)
     progress = artifacts(run_id, "ingest-progress")
     assert progress and progress[-1].data == 100.0
-    table = json.loads(artifacts(run_id, "ingest-summary")[-1].data)
-    assert table[0]["chunks_written"] == 9 and table[0]["chunks_failed"] == 0
+    assert len(progress) == 1 and progress[0].description.endswith(": 3 of 3 batches")  # one, updated in place
+    (row,) = json.loads(artifacts(run_id, "ingest-summary")[-1].data)
+    assert row["array"] == f"file://{dest}/a/b" and row["written / skipped / failed"] == "9 / 0 / 0"
+    assert (row["shape"], row["dtype"], row["chunks"]) == ("60 x 45", "float32", "20 x 15")
+    assert len(row) <= 8 and all(len(str(v)) <= 24 for k, v in row.items() if k != "array")  # narrow
 
 
 def test_every_source_kind_lands_exactly(tmp_path: Path) -> None:
@@ -379,7 +382,8 @@ def test_cli_ingest_verify_and_info(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "shape                : (64, 48)" in out and "chunks stored        : 12 of 12" in out
     assert "manifest             : 12 chunks recorded" in out
     assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "s", "--chunks", "8,8"]) == 1
-    assert "MetadataConflictError" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "MetadataConflictError" in err and "pass --overwrite" in err
     assert os.path.isdir(dest)
     assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "sharded", "--chunks", "8,8",
                      "--shards", "32,48"]) == 0  # fmt: skip
@@ -389,4 +393,4 @@ def test_cli_ingest_verify_and_info(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "chunks               : (8, 8) in shards of (32, 48)" in out and "shards stored        : 2 of 2" in out
     assert zarrflow(["ingest", "synthetic:64x48:int32:3", dest, "--array", "bad", "--chunks", "8,8",
                      "--shards", "30,48"]) == 1  # fmt: skip
-    assert "shards must be a multiple of chunks" in capsys.readouterr().out
+    assert "shards must be a multiple of chunks" in capsys.readouterr().err
