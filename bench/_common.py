@@ -358,7 +358,8 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("zarrcore", "numpy", "numcodecs", "zarr", "tensorstore", "obstore", "boto3", "moto", "prefect"):
+    pkgs = ("zarrcore", "numpy", "numcodecs", "zarr", "zarrs", "tensorstore", "obstore", "boto3", "moto", "prefect")
+    for pkg in pkgs:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
