@@ -54,7 +54,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 bench: venv
-	$(PY) -m bench.run_all
+	$(PY) -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools data .pytest_cache
