@@ -7,6 +7,9 @@ from collections.abc import Sequence
 
 from bench._common import MiB, Row
 
+#: Short names for the ratio columns, which would make the table too wide otherwise.
+SHORT = {"zarr-python+zarrs": "zarrs", "zarr-python": "zarr-py", "tensorstore": "ts"}
+
 
 def median_seconds(row: Row) -> float:
     """The median wall time over every round folded into ``row`` (its ``seconds`` is the best)."""
@@ -28,10 +31,11 @@ def median_ratio(rows: Sequence[Row], group: str, op: str, who: str, ref: str) -
 
 def format_cold_warm(warm: Sequence[Row], cold: Sequence[Row], refs: Sequence[str], *, title: str = "") -> str:
     """One line per (group, op, contender): best and median seconds warm and cold, the median
-    throughputs, and the median throughput as a ratio of each reference contender's, warm and cold."""
+    throughputs, and the median throughput as a ratio of each reference contender's, warm and cold
+    (``x zarrs`` is zarr-python + zarrs, ``x zarr-py`` zarr-python, ``x ts`` tensorstore)."""
     header = ["codec", "op", "contender", "warm best s", "warm med s", "cold best s", "cold med s",
               "warm med MiB/s", "cold med MiB/s"]  # fmt: skip
-    header += [f"warm x {r}" for r in refs] + [f"cold x {r}" for r in refs]
+    header += [f"warm x {SHORT.get(r, r)}" for r in refs] + [f"cold x {SHORT.get(r, r)}" for r in refs]
     cold_by = {(r.group, r.op, r.contender): r for r in cold}
     lines: list[list[str]] = []
     for w in warm:
