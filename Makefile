@@ -66,7 +66,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 bench: venv
-	$(PY) -m bench.run_all
+	$(PY) -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools data .pytest_cache

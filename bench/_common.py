@@ -349,7 +349,7 @@ def run_rounds(
                               res["base_rss"], stored, extra)  # fmt: skip
                     keep_best(best, row)
                 w, r = best[(group, name, "write")], best[(group, name, "read")]
-                print(f"  round {rnd + 1}: {group:<10} {name:<14} write {w.mib_s:8.0f} MiB/s  read {r.mib_s:8.0f} "
+                print(f"  round {rnd + 1}: {group:<10} {name:<17} write {w.mib_s:8.0f} MiB/s  read {r.mib_s:8.0f} "
                       f"MiB/s (best so far; others' load {load:.2f} cores)", file=sys.stderr, flush=True)  # fmt: skip
     return list(best.values())
 
@@ -358,7 +358,8 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("zarrcore", "numpy", "numcodecs", "zarr", "tensorstore", "obstore", "boto3", "moto", "prefect"):
+    pkgs = ("zarrcore", "numpy", "numcodecs", "zarr", "zarrs", "tensorstore", "obstore", "boto3", "moto", "prefect")
+    for pkg in pkgs:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -1,7 +1,8 @@
-"""The local-disk contenders: zarrcore, zarr-python, tensorstore and "the limit".
+"""The local-disk contenders: zarrcore, zarr-python, zarr-python with the zarrs codec pipeline,
+tensorstore and "the limit".
 
 Each writes a whole array into a fresh folder and reads it back whole, with the same shape, chunks,
-codec chain and fill value (chunks equal to the fill value are skipped by all three libraries; the
+codec chain and fill value (chunks equal to the fill value are skipped by every library; the
 source data has none). Opening or creating the array is setup and is not timed; ``write`` and
 ``read`` are. None of them fsyncs (tensorstore's default ``file_io_sync`` is turned off to match).
 """
@@ -98,6 +99,39 @@ class ZarrPython:
 
     def read(self) -> np.ndarray:
         return self.array[...]
+
+
+#: zarr-python's settings for the Rust codec pipeline of the ``zarrs`` package; ``strict`` makes an
+#: array the pipeline cannot handle fail instead of falling back quietly to zarr-python's own.
+ZARRS_CONFIG = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline", "codec_pipeline.strict": True}
+
+
+def check_zarrs_pipeline(array: Any) -> None:
+    """Fail unless ``array`` (a zarr-python array) runs on the zarrs pipeline's Rust implementation."""
+    pipeline = array._async_array.codec_pipeline
+    if type(pipeline).__name__ != "ZarrsCodecPipeline" or getattr(pipeline, "impl", None) is None:
+        raise RuntimeError(f"expected the zarrs codec pipeline, got {type(pipeline).__name__}")
+
+
+class ZarrPythonZarrs(ZarrPython):
+    """zarr-python with ``codec_pipeline.path`` set to zarrs' pipeline for the whole of this process
+    (each contender runs in a process of its own, so the plain zarr-python contender never sees it)."""
+
+    name = "zarr-python+zarrs"
+
+    def __init__(self, shape: tuple[int, ...], chunks: tuple[int, ...], codec: str) -> None:
+        import zarr
+
+        zarr.config.set(ZARRS_CONFIG)
+        super().__init__(shape, chunks, codec)
+
+    def prepare(self, path: Path) -> None:
+        super().prepare(path)
+        check_zarrs_pipeline(self.array)
+
+    def open(self, path: Path) -> None:
+        super().open(path)
+        check_zarrs_pipeline(self.array)
 
 
 class Tensorstore:
@@ -211,4 +245,4 @@ class Limit:
         return out
 
 
-CONTENDERS: dict[str, type] = {c.name: c for c in (Limit, Zarrcore, ZarrPython, Tensorstore)}
+CONTENDERS: dict[str, type] = {c.name: c for c in (Limit, Zarrcore, ZarrPython, ZarrPythonZarrs, Tensorstore)}

@@ -2,6 +2,7 @@
 
     python -m bench.run_all                 # the full run (about 10-15 minutes on 2 cores)
     python -m bench.run_all --quick         # a smoke run of every case (about 2 minutes)
+    python -m bench.run_all --cold          # cases 1 and 2 also cold, beside warm
     python -m bench.run_all --skip s3,flows --json results.json
 
 Cases: 1. local disk, 4 MiB chunks; 2. local disk, 64 KiB chunks; 3. S3 (moto); 4-6. the ingest
@@ -21,6 +22,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bench import flows_overhead, local_io, s3_io, sharded_io
+from bench._coldwarm import median_ratio
 from bench._common import Row, format_table, machine, versions
 
 
@@ -40,6 +42,16 @@ def _checks(rows: list[Row], refs: dict[str, float], label: str) -> list[tuple[s
     return out
 
 
+def _median_checks(rows: list[Row], refs: dict[str, float], label: str) -> list[tuple[str, float | None, float]]:
+    out = []
+    for group in dict.fromkeys(r.group for r in rows):
+        for op in ("write", "read"):
+            for ref, goal in refs.items():
+                ratio = median_ratio(rows, group, op, "zarrcore", ref)
+                out.append((f"{label} {group} {op}: zarrcore / {ref}", ratio, goal))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, one round: a smoke run")
@@ -47,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3,
                    help="rounds per case (best taken); the short cases (4 MiB, S3, flows) run at least 5")  # fmt: skip
     p.add_argument("--quiet-wait", type=float, default=15.0, help="max seconds to wait for a quiet machine per run")
+    p.add_argument("--cold", action="store_true",
+                   help="cases 1 and 2 also cold (a fresh process per round, no warm-up), side by side")  # fmt: skip
     p.add_argument("--json", help="save every row and figure here")
     a = p.parse_args(argv)
     skip = set(filter(None, a.skip.split(",")))
@@ -63,17 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     # Operations of 0.05-0.9 s (4 MiB chunks, S3) vary by 10-30% from round to round on this shared
     # 2-core machine: they get more rounds; 64 KiB operations take 0.1-2.5 s and get ``repeat``.
     short = max(repeat, 5) if repeat > 1 else 1
-    for key, chunk_kib, goals in (("local4m", 4096, {"limit": 0.95, "tensorstore": 1.0}),
-                                  ("local64k", 64, {"tensorstore": 1.0})):  # fmt: skip
+    zarrs = "zarr-python+zarrs"
+    for key, chunk_kib, goals in (("local4m", 4096, {"limit": 0.95, "tensorstore": 1.0, zarrs: 1.0}),
+                                  ("local64k", 64, {"tensorstore": 1.0, zarrs: 1.0})):  # fmt: skip
         if key in skip:
             continue
         case = f"local {chunk_kib} KiB chunks"
         rounds = short if chunk_kib >= 1024 else repeat
-        rows = local_io.run(chunk_kib=chunk_kib, size_mib=size, codecs=list(local_io.CODECS),
-                            contenders=local_io.ORDER, repeat=rounds, case=case, quiet_wait=quiet)  # fmt: skip
-        print(format_table(rows, local_io.REFS, title=local_io.title(case, chunk_kib, size, rounds)) + "\n", flush=True)
-        checks += _checks(rows, goals, case)
-        saved[key] = [asdict(r) for r in rows]
+        by_mode = local_io.run_and_print(chunk_kib=chunk_kib, size_mib=size, codecs=list(local_io.CODECS),
+                                         contenders=local_io.ORDER, repeat=rounds, case=case, quiet_wait=quiet,
+                                         cold=a.cold)  # fmt: skip
+        checks += _checks(by_mode["warm"], goals, case)
+        saved[key] = [asdict(r) for r in by_mode["warm"]]
+        if "cold" in by_mode:
+            checks += _median_checks(by_mode["cold"], goals, f"{case} cold (medians)")
+            saved[f"{key}-cold"] = [asdict(r) for r in by_mode["cold"]]
 
     if "s3" not in skip:
         if importlib.util.find_spec("zarrcore.storage.cloud.s3") is None:

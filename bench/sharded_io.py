@@ -1,5 +1,5 @@
-"""A sharded array on an S3 server (moto) on 127.0.0.1, or on local disk: zarrcore, zarr-python and
-tensorstore side by side.
+"""A sharded array on an S3 server (moto) on 127.0.0.1, or on local disk: zarrcore, zarr-python (on
+its own codec pipeline and on the zarrs package's Rust one) and tensorstore side by side.
 
     python -m bench.sharded_io                  # float32 4096x4096 (64 MiB): 4 MiB shards of 64 KiB chunks, zstd-1
     python -m bench.sharded_io --store local    # the same on local disk (a temporary folder)
@@ -14,13 +14,13 @@ zarrcore creates the array; then each contender, in turn and on the same random 
 * ``window``: ``--reads`` 256x256 windows, one after another (up to four shards each, a few inner
   chunks of each);
 * ``whole``: the whole array (every shard in one request each);
-* ``update``: ``--reads / 5`` writes of 300 elements of one row, one after another (each reads and
+* ``update``: ``--reads / 5`` writes of 300 elements of one row (a 1x300 window), one after another (each reads and
   rewrites a whole shard object; the values written are those already there, so reads stay valid).
 
-Times are the best of ``--repeat`` rounds; ``x zarr-python`` and ``x tensorstore`` are throughput
+Times are the best of ``--repeat`` rounds; the ``x`` columns are throughput
 ratios (above 1: the row's contender is faster). zarrcore keeps the shard indexes it has read, each
 pinned to the shard's version (its ETag on S3), so a later small read of a shard it has seen needs one
-request; its own writes drop the indexes they change. zarr-python keeps nothing, and tensorstore's
+request; its own writes drop the indexes they change. zarr-python's own pipeline keeps nothing, and tensorstore's
 cache pool is left at its default of 0 bytes. Each contender keeps up to ``--concurrency`` requests in
 flight. The moto server runs in its own process,
 started here and stopped by its PID.
@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from bench._common import MiB, Row, Timing, format_table, keep_best, make_source, rss_bytes, save_rows, timed, workdir
+from bench.local_contenders import ZARRS_CONFIG, check_zarrs_pipeline
 from bench.s3_io import KEY, REGION, SECRET, boto3_client, moto_server
 
-CONTENDERS = ["zarrcore", "zarr-python", "tensorstore"]
-REFS = ["zarr-python", "tensorstore"]
+CONTENDERS = ["zarrcore", "zarr-python+zarrs", "zarr-python", "tensorstore"]
+REFS = ["zarr-python+zarrs", "zarr-python", "tensorstore"]
 BUCKET, PREFIX = "bench-sharded", "a.zarr"
 WINDOW = 256
 
@@ -69,6 +70,13 @@ def zarrcore_store(where: str, concurrency: int) -> Any:
                    addressing_style="path", max_pool_connections=concurrency + 4)  # fmt: skip
 
 
+def check_plain_pipeline(array: Any) -> None:
+    """Fail unless ``array`` (a zarr-python array) runs on zarr-python's own codec pipeline."""
+    name = type(array._async_array.codec_pipeline).__name__
+    if name != "BatchedCodecPipeline":
+        raise RuntimeError(f"expected zarr-python's own codec pipeline, got {name}")
+
+
 class Zarrcore(_Sliced):
     def __init__(self, where: str, concurrency: int) -> None:
         import zarrcore
@@ -86,11 +94,28 @@ class ZarrPython(_Sliced):
         zarr.config.set({"async.concurrency": concurrency})
         if not where.startswith("http"):
             self.array = zarr.open_array(where, mode="r+")
+            if type(self) is ZarrPython:
+                check_plain_pipeline(self.array)
             return
         s3 = obstore.store.S3Store(BUCKET, prefix=PREFIX, endpoint=where, access_key_id=KEY,
                                    secret_access_key=SECRET, region=REGION,
                                    client_options={"allow_http": True})  # fmt: skip
         self.array = zarr.open_array(zarr.storage.ObjectStore(s3), mode="r+")
+        if type(self) is ZarrPython:
+            check_plain_pipeline(self.array)
+
+
+class ZarrPythonZarrs(ZarrPython):
+    """zarr-python on the zarrs codec pipeline: the setting holds only while this array is opened
+    (a zarr-python array keeps the pipeline it was opened with), so the plain contender beside it in
+    this process keeps zarr-python's own pipeline; both are checked."""
+
+    def __init__(self, where: str, concurrency: int) -> None:
+        import zarr
+
+        with zarr.config.set(ZARRS_CONFIG):
+            super().__init__(where, concurrency)
+        check_zarrs_pipeline(self.array)
 
 
 class Tensorstore:
@@ -117,7 +142,8 @@ class Tensorstore:
         self.array[selection].write(values).result()
 
 
-FACTORIES = {"zarrcore": Zarrcore, "zarr-python": ZarrPython, "tensorstore": Tensorstore}
+FACTORIES = {"zarrcore": Zarrcore, "zarr-python+zarrs": ZarrPythonZarrs, "zarr-python": ZarrPython,
+             "tensorstore": Tensorstore}  # fmt: skip
 
 
 def write_array(where: str, data: np.ndarray, shards: tuple[int, int], chunks: tuple[int, int]) -> int:
@@ -155,7 +181,9 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
     points = [(int(y), int(x)) for y, x in rng.integers(0, side, size=(reads, 2))]
     corners = [(int(y), int(x)) for y, x in rng.integers(0, side - WINDOW, size=(reads, 2))]
     windows = [(slice(y, y + WINDOW), slice(x, x + WINDOW)) for y, x in corners]
-    rows = [(int(y), slice(int(x), int(x) + 300)) for y, x in rng.integers(0, side - 300, size=(max(1, reads // 5), 2))]
+    # A 1x300 window rather than (row, slice): zarrs' pipeline writes no selection that drops an axis.
+    rows = [(slice(int(y), int(y) + 1), slice(int(x), int(x) + 300))
+            for y, x in rng.integers(0, side - 300, size=(max(1, reads // 5), 2))]  # fmt: skip
     where_name = "s3 (moto on 127.0.0.1)" if store == "s3" else "local disk"
     title = (f"sharded array on {where_name}: float32 {side}x{side} ({size_mib:.0f} MiB), shards "
              f"{shard_side}x{shard_side} ({shard_kib} KiB) of {chunk_side}x{chunk_side} chunks ({chunk_kib} KiB), "
