@@ -138,6 +138,7 @@ def write_targets(targets: list[Target], execution: Execution, *, results: Store
     for t in targets:
         task_ = configure(write_chunk_batch, execution, result_storage=ledger_for(t.ref, results))
         jobs = [BatchJob(target=t.ref, source=t.source, batch=b, chunk_concurrency=execution.chunk_concurrency,
+                         batches_at_once=execution.max_workers,
                          chunk_timeout_seconds=execution.chunk_timeout_seconds)
                 for b in plan_batches(t.ref, t.itemsize, execution)]  # fmt: skip
         groups.append((task_, jobs))

@@ -165,7 +165,8 @@ class Execution(BaseModel):
     max_workers: int = Field(4, ge=1, le=256, description="Chunk batches processed at once (threads or Dask threads).")
     chunk_concurrency: int = Field(
         8, ge=1, le=256, description="Chunks in flight inside one batch: source reads stay in order, encoding and "
-        "PUTs overlap (zarrcore's write_stream). Requests in flight overall: max_workers x chunk_concurrency.",
+        "PUTs overlap (zarrcore's write_stream). Requests in flight overall: max_workers x chunk_concurrency "
+        "(on local disk at most the cores).",
     )  # fmt: skip
     batch_bytes: int = Field(
         64 * MiB,

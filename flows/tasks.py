@@ -61,8 +61,11 @@ class BatchJob(BaseModel):
     target: TargetRef
     source: SourceSpec
     batch: ChunkBatch
-    #: Chunks in flight inside the batch (``Execution.chunk_concurrency``); not part of the cache key.
+    #: Chunks in flight inside the batch (``Execution.chunk_concurrency``; on memory and local disk at
+    #: most the batch's share of the cores, see :func:`zarrcore.streams.concurrency_for`) and batches
+    #: run at once (``Execution.max_workers``); neither is part of the cache key.
     chunk_concurrency: int = 8
+    batches_at_once: int = 1
     #: Time limit of one chunk's encode and PUT (``Execution.chunk_timeout_seconds``).
     chunk_timeout_seconds: float | None = None
 
@@ -138,8 +141,9 @@ _DEFAULT_POLICY = retry_policy(Execution())
 )
 def write_chunk_batch(job: BatchJob) -> dict[str, Any]:
     """Write the batch's chunks through :func:`zarrcore.write_stream` (each one atomic PUT, at most
-    ``job.chunk_concurrency`` in flight, each bounded by ``job.chunk_timeout_seconds``); return
-    ``{"chunks": [[key, bytes, hash]], "raw": n}`` in the batch's chunk order."""
+    ``job.chunk_concurrency`` in flight, on local disk at most the batch's share of the cores, each
+    bounded by ``job.chunk_timeout_seconds``); return ``{"chunks": [[key, bytes, hash]], "raw": n}`` in
+    the batch's chunk order."""
     array = job.target.open()
     reader = job.source.open()
     indices = list(job.batch.indices(array.grid_shape))
@@ -164,7 +168,8 @@ def write_chunk_batch(job: BatchJob) -> dict[str, Any]:
         key = array.metadata.encode_chunk_key(index)
         records[index] = [key, 0, None] if encoded is None else [key, memoryview(encoded).nbytes, content_hash(encoded)]
 
-    zarrcore.streams.write_stream(array, chunks(), concurrency=job.chunk_concurrency,
+    concurrency = zarrcore.streams.concurrency_for(array.store, job.chunk_concurrency, streams=job.batches_at_once)
+    zarrcore.streams.write_stream(array, chunks(), concurrency=concurrency,
                                   timeout=job.chunk_timeout_seconds, on_written=written,
                                   on_error=lambda index, error: failures.setdefault(index, error))  # fmt: skip
     if failures:  # the first failed chunk in the batch's order, whichever finished first

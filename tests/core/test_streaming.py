@@ -620,3 +620,22 @@ def test_a_stalled_write_times_out_and_the_others_are_written(local: LocalStore)
         store.release.set()
     assert [i for i, _ in summary.failed] == [stalled] and summary.failed[0][1].startswith("TimeoutError")
     assert summary.written == arr.nchunks - 1
+
+
+def test_concurrency_for_shares_the_cores_on_local_disk_and_keeps_requests_on_object_stores(tmp_path, s3_store):
+    from zarrcore.pool import cpu_concurrency, set_cpu_concurrency
+    from zarrcore.storage import LocalStore
+    from zarrcore.streams import concurrency_for
+
+    before = cpu_concurrency()
+    set_cpu_concurrency(4)
+    try:
+        local = LocalStore(tmp_path)
+        assert [concurrency_for(local, 8, streams=n) for n in (1, 2, 3, 4, 16)] == [4, 2, 2, 1, 1]
+        assert concurrency_for(local, 2) == 2  # never more than asked
+        assert concurrency_for(LocalStore(tmp_path, fsync=True), 8, streams=16) == 8  # a flush waits: latency
+        assert concurrency_for(s3_store, 8, streams=16) == 8
+        with pytest.raises(ValueError):
+            concurrency_for(local, 0)
+    finally:
+        set_cpu_concurrency(before)

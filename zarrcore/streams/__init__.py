@@ -13,7 +13,7 @@ stalled request never holds the rest of the stream. Give the store its own reque
 so that the abandoned request ends too.
 """
 
-from zarrcore.streams.base import ChunkIndex, OnError, ReadableArray, StreamedArray, WritableArray
+from zarrcore.streams.base import ChunkIndex, OnError, ReadableArray, StreamedArray, WritableArray, concurrency_for
 from zarrcore.streams.reads import ChunkStream, ReadSummary, stream_chunks
 from zarrcore.streams.writes import CheckpointLike, OnWritten, WriteSummary, write_stream
 
@@ -28,6 +28,7 @@ __all__ = [
     "StreamedArray",
     "WritableArray",
     "WriteSummary",
+    "concurrency_for",
     "stream_chunks",
     "write_stream",
 ]

@@ -15,13 +15,30 @@ from zarrcore.errors import ChunkError
 from zarrcore.metadata import ArrayMetadata
 from zarrcore.storage.base import Store
 
-__all__ = ["ChunkIndex", "OnError", "ReadableArray", "StreamedArray", "WritableArray"]
+__all__ = ["ChunkIndex", "OnError", "ReadableArray", "StreamedArray", "WritableArray", "concurrency_for"]
 
 ChunkIndex = tuple[int, ...]
 #: ``"raise"``, ``"skip"``, or a callable told ``(index, ChunkError)`` after which the stream goes on.
 OnError = Literal["raise", "skip"] | Callable[[ChunkIndex, ChunkError], Any]
 
 stream_ids = itertools.count(1)
+
+
+def concurrency_for(store: Store, requested: int, *, streams: int = 1) -> int:
+    """How many chunks each of ``streams`` streams running at once should keep in flight on ``store``.
+
+    A store that waits on a network or a disk flush (``io_kind == "latency"``) gets ``requested``: many
+    requests in flight hide the latency. On memory and local disk a chunk costs only CPU, so more
+    chunks in flight than the cores (:func:`zarrcore.pool.cpu_concurrency`, env
+    ``ZARRCORE_CPU_CONCURRENCY``) across all the streams only add memory and switching: each stream
+    gets its share of the cores, at least one, at most ``requested``."""
+    if requested < 1 or streams < 1:
+        raise ValueError(f"requested and streams must be >= 1, got {requested} and {streams}")
+    if store.io_kind == "latency":
+        return requested
+    from zarrcore.pool import cpu_concurrency
+
+    return max(1, min(requested, -(-cpu_concurrency() // streams)))
 
 
 class StreamedArray(Protocol):
