@@ -57,6 +57,15 @@ def chunk_shape(chunk_kib: int, itemsize: int = 4) -> tuple[int, int]:
     return side, side
 
 
+def row_chunk_shape(chunk_kib: int, width: int, itemsize: int = 4) -> tuple[int, int]:
+    """A 2-D chunk of ``chunk_kib`` KiB spanning whole rows of ``width`` items: a chunk's place in a
+    C-order result is then one contiguous block."""
+    rows, rest = divmod(chunk_kib * 1024 // itemsize, width)
+    if rows < 1 or rest:
+        raise ValueError(f"{chunk_kib} KiB is not a whole number of rows of {width} {itemsize}-byte items")
+    return rows, width
+
+
 def make_source(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """Deterministic float32 data that compresses like a measured field: smooth signal plus noise,
     quantized to 0.01 (zstd-1 stores it in about 60-70% of its size)."""

@@ -3,6 +3,7 @@
     python -m bench.local_io --chunk-kib 4096            # case 1: 4 MiB chunks
     python -m bench.local_io --chunk-kib 64              # case 2: 64 KiB chunks
     python -m bench.local_io --chunk-kib 4096 --cold     # case 1, cold rounds beside the warm ones
+    python -m bench.local_io --chunk-kib 4096 --rows     # case 1 with chunks of whole rows
     python -m bench.local_io --quick                     # a small smoke run
 
 Rounds (``--repeat``) go over every codec and contender in turn, so a burst of load from elsewhere
@@ -37,6 +38,7 @@ from bench._common import (
     chunk_shape,
     dir_bytes,
     format_table,
+    row_chunk_shape,
     rss_bytes,
     run_rounds,
     save_rows,
@@ -106,8 +108,9 @@ def run(
     case: str,
     quiet_wait: float = 0.0,
     mode: str = "warm",
+    rows: bool = False,
 ) -> list[Row]:
-    shape, chunks = square_shape(size_mib), chunk_shape(chunk_kib)
+    shape, chunks = shapes(chunk_kib, size_mib, rows)
     nchunks = (shape[0] // chunks[0]) * (shape[1] // chunks[1])
     print(
         f"[{case}] float32 {shape} = {shape[0] * shape[1] * 4 / MiB:.0f} MiB, chunks {chunks} "
@@ -130,8 +133,15 @@ def run(
     return rows
 
 
-def title(case: str, chunk_kib: int, size_mib: float, repeat: int, what: str = "warm, best of") -> str:
-    shape, chunks = square_shape(size_mib), chunk_shape(chunk_kib)
+def shapes(chunk_kib: int, size_mib: float, rows: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The array's shape and its chunks: squares, or with ``rows`` whole rows."""
+    shape = square_shape(size_mib)
+    return shape, row_chunk_shape(chunk_kib, shape[1]) if rows else chunk_shape(chunk_kib)
+
+
+def title(case: str, chunk_kib: int, size_mib: float, repeat: int, what: str = "warm, best of",
+          rows: bool = False) -> str:  # fmt: skip
+    shape, chunks = shapes(chunk_kib, size_mib, rows)
     n = (shape[0] // chunks[0]) * (shape[1] // chunks[1])
     return (
         f"{case}: local disk, float32 {shape[0]}x{shape[1]} ({shape[0] * shape[1] * 4 / MiB:.0f} MiB), "
@@ -140,16 +150,17 @@ def title(case: str, chunk_kib: int, size_mib: float, repeat: int, what: str = "
 
 
 def run_and_print(*, chunk_kib: int, size_mib: float, codecs: list[str], contenders: list[str], repeat: int,
-                  case: str, quiet_wait: float, cold: bool) -> dict[str, list[Row]]:  # fmt: skip
+                  case: str, quiet_wait: float, cold: bool, rows: bool = False) -> dict[str, list[Row]]:  # fmt: skip
     """The warm rounds (and, with ``cold``, the cold rounds after them), each table printed; the rows
     by mode."""
     out: dict[str, list[Row]] = {}
     for mode in MODES if cold else MODES[:1]:
         out[mode] = run(chunk_kib=chunk_kib, size_mib=size_mib, codecs=codecs, contenders=contenders,
-                        repeat=repeat, case=case, quiet_wait=quiet_wait, mode=mode)  # fmt: skip
-    print(format_table(out["warm"], REFS, title=title(case, chunk_kib, size_mib, repeat)) + "\n", flush=True)
+                        repeat=repeat, case=case, quiet_wait=quiet_wait, mode=mode, rows=rows)  # fmt: skip
+    print(format_table(out["warm"], REFS, title=title(case, chunk_kib, size_mib, repeat, rows=rows)) + "\n",
+          flush=True)  # fmt: skip
     if cold:
-        both = title(case, chunk_kib, size_mib, repeat, "cold beside warm, rounds:")
+        both = title(case, chunk_kib, size_mib, repeat, "cold beside warm, rounds:", rows=rows)
         print(format_cold_warm(out["warm"], out["cold"], REFS, title=both) + "\n", flush=True)
     return out
 
@@ -166,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="seconds to wait, before each run, for other processes to go quiet (default 15)")  # fmt: skip
     p.add_argument("--cold", action="store_true",
                    help="also run every round cold (no warm-up, no memory touched first) and print both")  # fmt: skip
+    p.add_argument("--rows", action="store_true",
+                   help="chunks of whole rows, not squares: a chunk's place in a read is contiguous")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 32 MiB, one repeat")
     p.add_argument("--json", help="also save the rows as JSON here")
     a = p.parse_args(argv)
@@ -174,10 +187,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if a.quick:
         a.size_mib, a.repeat, a.quiet_wait = 32, 1, 0
-    case = f"local {a.chunk_kib} KiB chunks"
+    case = f"local {a.chunk_kib} KiB {'row ' if a.rows else ''}chunks"
     rows = run_and_print(chunk_kib=a.chunk_kib, size_mib=a.size_mib, codecs=a.codecs.split(","),
                          contenders=a.contenders.split(","), repeat=a.repeat, case=case, quiet_wait=a.quiet_wait,
-                         cold=a.cold)  # fmt: skip
+                         cold=a.cold, rows=a.rows)  # fmt: skip
     if a.json:
         save_rows([r for mode_rows in rows.values() for r in mode_rows], a.json)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from zarrcore import streams, telemetry
+from zarrcore import grid, streams, telemetry
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline
 from zarrcore.errors import ChunkError, CodecError, NotFound, SelectionError
@@ -198,7 +198,8 @@ class Array(Node):
         """Encode a chunk as it would be stored; ``None`` when it holds only the fill value and
         empty chunks are not written. ``data`` has the chunk's region shape or the full chunk shape."""
         idx = self._grid.check_index(index)
-        return self._encode(idx, self._as_full_chunk(idx, data))
+        return self._encode(idx, grid.padded_chunk(idx, data, self._meta.chunks, self._grid.region_shape(idx),
+                                                   self._full_fill))  # fmt: skip
 
     def _encode(self, idx: ChunkIndex, chunk: np.ndarray) -> bytes | memoryview | None:
         if not self.write_empty_chunks and is_fill(chunk, self._meta.fill):
@@ -210,26 +211,16 @@ class Array(Node):
 
     def decode_chunk(self, index: Sequence[int], data: bytes | memoryview) -> np.ndarray:
         """Decode stored chunk bytes to a full chunk-shaped array (raises ``ChunkError`` if corrupt)."""
-        idx = tuple(index)
+        return self._decode(tuple(index), data)
+
+    def _decode(self, idx: ChunkIndex, data: bytes | memoryview, into: np.ndarray | None = None) -> np.ndarray:
         try:
+            if into is not None and self._pipeline.decode_into(data, into):
+                return into
             return self._pipeline.decode(data)
         except Exception as exc:
             raise ChunkError(idx, exc if isinstance(exc, CodecError) else CodecError(str(exc)),
                              key=self.chunk_key(idx)) from exc  # fmt: skip
-
-    def _as_full_chunk(self, idx: ChunkIndex, data: Any) -> np.ndarray:
-        arr = np.asarray(data)
-        region_shape = self._grid.region_shape(idx)
-        if arr.shape == self._meta.chunks:
-            return arr
-        if arr.shape != region_shape:
-            raise SelectionError(
-                f"chunk {idx}: data of shape {arr.shape} fits neither the stored shape {self._meta.chunks} "
-                f"nor its region {region_shape}"
-            )
-        full = np.array(self._full_fill())
-        full[tuple(slice(0, n) for n in region_shape)] = arr
-        return full
 
     def read_chunk_bytes(self, index: Sequence[int]) -> bytes | None:
         """The stored bytes of a chunk, or ``None`` if it is not stored."""
@@ -262,21 +253,23 @@ class Array(Node):
             self.store.put(key, data)
 
     # -- chunk arrays ----------------------------------------------------------------------------
-    def _load(self, idx: ChunkIndex) -> np.ndarray | None:
-        """A full stored-shape array, or ``None`` when the object is not stored."""
+    def _load(self, idx: ChunkIndex, into: np.ndarray | None = None) -> np.ndarray | None:
+        """A full stored-shape array, or ``None`` when the object is not stored. ``into``: a C-contiguous
+        chunk-sized array to decode into when the codecs allow (it is then what is returned)."""
         key = self._key(idx)
         if not telemetry.enabled():  # no span to build: this path runs once per chunk of every slice
             try:
-                return self.decode_chunk(idx, self.store.get(key))
+                data = self.store.get(key)
             except NotFound:
                 return None
+            return self._decode(idx, data, into)
         with telemetry.span(("zarrcore", "chunk", "read"), self._span_meta(idx, key)) as m:
             try:
                 data = self.store.get(key)
             except NotFound:
                 m.update(meta_stored=False, encoded_bytes=0, decoded_bytes=0)
                 return None
-            chunk = self.decode_chunk(idx, data)
+            chunk = self._decode(idx, data, into)
             m.update(meta_stored=True, encoded_bytes=len(data), decoded_bytes=chunk.nbytes)
         return chunk
 
@@ -319,8 +312,8 @@ class Array(Node):
     def __getitem__(self, selection: Any) -> Any:
         sel = normalize_selection(selection, self.shape)
         out = np.empty(selection_shape(sel), dtype=self.dtype)
-        fill = self._meta.fill
-        parts = self._parts
+        fill, parts, nbytes = self._meta.fill, self._parts, self._pipeline.nbytes
+        into = self._pipeline.decodes_into
 
         def read(p: Projection) -> None:
             if parts is not None and not p.complete:
@@ -328,10 +321,13 @@ class Array(Node):
                 if part.outcome != "whole":
                     out[p.out_selection] = fill if part.values is None else part.values
                     return
-            chunk = self._load(p.index)
+            target = out[(*p.out_selection, ...)] if into and p.complete else None  # a whole chunk's place
+            if target is not None and not (target.nbytes == nbytes and target.flags.c_contiguous):
+                target = None
+            chunk = self._load(p.index, target)
             if chunk is None:
                 out[p.out_selection] = fill
-            else:
+            elif chunk is not target:
                 out[p.out_selection] = chunk[p.chunk_selection]
 
         light = self._pipeline.light  # quick to decode: one thread is fastest on memory and local disk

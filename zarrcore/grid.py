@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -12,7 +12,10 @@ import numpy as np
 
 from zarrcore.errors import SelectionError
 
-__all__ = ["ChunkGrid", "Projection", "assigned_value", "grown_shape", "normalize_selection", "selection_shape"]
+__all__ = [
+    "ChunkGrid", "Projection", "assigned_value", "grown_shape", "normalize_selection", "padded_chunk",
+    "selection_shape",
+]  # fmt: skip
 
 Selection = tuple[int | slice, ...]
 
@@ -84,6 +87,23 @@ def grown_shape(shape: tuple[int, ...], data_shape: tuple[int, ...], axis: int) 
             f"append: data shape {data_shape} must match the array shape {shape} except on axis {axis}"
         )
     return tuple(s + data_shape[axis] if d == axis else s for d, s in enumerate(shape)), axis
+
+
+def padded_chunk(idx: tuple[int, ...], data: Any, chunk_shape: tuple[int, ...], region_shape: tuple[int, ...],
+                 fill: Callable[[], np.ndarray]) -> np.ndarray:  # fmt: skip
+    """Chunk ``idx``'s data, of its region's shape or the whole chunk shape, as a whole chunk: a
+    region is padded with ``fill()``'s values (a read-only chunk of the fill value)."""
+    arr = np.asarray(data)
+    if arr.shape == chunk_shape:
+        return arr
+    if arr.shape != region_shape:
+        raise SelectionError(
+            f"chunk {idx}: data of shape {arr.shape} fits neither the stored shape {chunk_shape} "
+            f"nor its region {region_shape}"
+        )
+    full = np.array(fill())
+    full[tuple(slice(0, n) for n in region_shape)] = arr
+    return full
 
 
 class Projection(NamedTuple):

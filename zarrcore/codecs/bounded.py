@@ -26,12 +26,14 @@ from numcodecs.abc import Codec
 
 from zarrcore.errors import CodecError
 
-__all__ = ["SLACK", "bounded_decoder", "outer_limit"]
+__all__ = ["SLACK", "bounded_decoder", "into_decoder", "outer_limit"]
 
 #: What a codec's own framing may add to the bytes it encodes, at most (``outer_limit``).
 SLACK = 64 * 1024
 
 Decoder = Callable[[Any], Any]
+#: Decodes into a caller's buffer; ``False``: the frame does not state the buffer's size, nothing written.
+IntoDecoder = Callable[[Any, Any], bool]
 _ZSTD_MAGIC = 0xFD2FB528
 
 
@@ -177,3 +179,35 @@ def bounded_decoder(codec: Codec, limit: int | None, *, exact: bool = False) -> 
     if kind is getattr(numcodecs, "LZ4", None):
         return lambda buf: _lz4(codec, buf, limit)
     return lambda buf: _after(codec, buf, limit)
+
+
+def _blosc_into(buf: Any, out: Any, nbytes: int) -> bool:
+    view = memoryview(buf).cast("B")
+    if len(view) < 16 or int.from_bytes(view[4:8], "little") != nbytes:
+        return False
+    cbytes = int.from_bytes(view[12:16], "little")
+    if cbytes > len(view):
+        return False
+    numcodecs.blosc.decompress(view[:cbytes] if cbytes < len(view) else view, out)
+    return True
+
+
+def _zstd_into(buf: Any, out: Any, nbytes: int) -> bool:
+    view = memoryview(buf).cast("B")
+    if zstd_content_size(view) != nbytes:  # zstd itself refuses a frame whose content differs from it
+        return False
+    numcodecs.zstd.decompress(view, out)
+    return True
+
+
+def into_decoder(codec: Codec, nbytes: int) -> IntoDecoder | None:
+    """``codec``'s decode straight into a caller's C-contiguous buffer of ``nbytes`` (no output of its
+    own to allocate, touch and copy), for the codecs whose frames state their size: blosc and zstd.
+    ``None`` for any other codec. The decoder returns ``False``, having written nothing, when the
+    frame does not state exactly ``nbytes``: :func:`bounded_decoder` then decodes or refuses it."""
+    kind = type(codec)
+    if kind is numcodecs.Blosc:
+        return lambda buf, out: _blosc_into(buf, out, nbytes)
+    if kind is numcodecs.Zstd:
+        return lambda buf, out: _zstd_into(buf, out, nbytes)
+    return None

@@ -19,7 +19,7 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
 from zarrcore.codecs.base import ArrayArrayCodec, Chain, located, raw_chunk
-from zarrcore.codecs.bounded import bounded_decoder, outer_limit
+from zarrcore.codecs.bounded import bounded_decoder, into_decoder, outer_limit
 from zarrcore.codecs.defaults import codec_configs, default_codecs
 from zarrcore.codecs.registry import V3_CODECS, build_v3
 from zarrcore.codecs.sharding import ShardingCodec
@@ -83,7 +83,7 @@ def _light(chain: Chain, nbytes: int) -> bool:
 class CodecPipeline:
     """Encodes a chunk-shaped ndarray to bytes and back; immutable once built."""
 
-    __slots__ = ("_chain", "_decoders", "_encoders", "_meta", "_plain", "_stored_dtype", "_stored_nbytes",
+    __slots__ = ("_chain", "_decoders", "_encoders", "_into", "_meta", "_plain", "_stored_dtype", "_stored_nbytes",
                  "chunk_shape", "dtype", "light", "nbytes")  # fmt: skip
     chunk_shape: tuple[int, ...]
     dtype: np.dtype
@@ -104,6 +104,9 @@ class CodecPipeline:
             "_decoders": _decoders(chain),
             "_stored_dtype": chain.stored_dtype,
             "_stored_nbytes": int(np.prod(meta.chunks, dtype=np.int64)) * chain.stored_dtype.itemsize,
+            # one blosc or zstd codec and nothing else to do: decode straight into the caller's buffer
+            "_into": into_decoder(chain.bytes_codecs[0], nbytes)
+            if chain.plain and chain.stored_dtype == meta.dtype and len(chain.bytes_codecs) == 1 else None,
         }  # fmt: skip
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -137,6 +140,18 @@ class CodecPipeline:
         if isinstance(data, np.ndarray):
             return memoryview(ensure_contiguous_ndarray(data)).cast("B")
         return data  # type: ignore[no-any-return]
+
+    @property
+    def decodes_into(self) -> bool:
+        """Whether :meth:`decode_into` can decode chunks straight into a caller's buffer."""
+        return self._into is not None
+
+    def decode_into(self, data: bytes | memoryview, out: np.ndarray) -> bool:
+        """Decode stored bytes straight into ``out``, a C-contiguous array of :attr:`nbytes` bytes and
+        the array's dtype, when the codecs allow (see :attr:`decodes_into`); ``False``: nothing was
+        written, :meth:`decode` it instead (it also refuses what cannot be a chunk)."""
+        into = self._into
+        return into is not None and into(data, out)
 
     def decode(self, data: bytes | memoryview) -> np.ndarray:
         """Decode stored bytes into a chunk of ``chunk_shape`` and the array's dtype."""

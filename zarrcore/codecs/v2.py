@@ -58,6 +58,10 @@ class V2Chain(Chain):
     def simple(self) -> bool:
         return not self.filters
 
+    @property
+    def plain(self) -> bool:
+        return not self.filters and self.order == "C" and self.dtype.kind != "O"
+
     def decoded_limit(self) -> tuple[int | None, bool]:
         if self.dtype.kind == "O":
             return None, False
