@@ -69,7 +69,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     if not cold:
         # Warm up on a 2x2-chunk array first (thread pools, codec contexts, lazy imports): the timed
         # run measures throughput, not start-up.
-        small = tuple(2 * c for c in chunks)
+        small = tuple(min(2 * c, n) for c, n in zip(chunks, shape, strict=True))
         warm = CONTENDERS[args["contender"]](small, chunks, args["codec"])
         warm_path = Path(args["workdir"]) / f"warm-{args['contender']}-{args['codec']}.zarr"
         warm.prepare(warm_path)
