@@ -47,16 +47,22 @@ def _too_big(name: str, size: int | str, limit: int) -> CodecError:
     return CodecError(f"{name}: the data decodes to {size} bytes, more than the {limit} a chunk can hold")
 
 
-def _blosc(buf: Any, limit: int) -> Any:
+def _blosc_frame(buf: Any) -> tuple[memoryview, int]:
+    """A blosc frame without the bytes that may trail it, and the size its header states it decodes to."""
     view = memoryview(buf).cast("B")
     if len(view) < 16:
         raise CodecError(f"blosc: {len(view)} bytes cannot hold the 16-byte frame header")
     nbytes, cbytes = int.from_bytes(view[4:8], "little"), int.from_bytes(view[12:16], "little")
     if cbytes > len(view):
         raise CodecError(f"blosc: the frame header states {cbytes} bytes but the chunk holds {len(view)}")
+    return (view[:cbytes] if cbytes < len(view) else view), nbytes
+
+
+def _blosc(buf: Any, limit: int) -> Any:
+    frame, nbytes = _blosc_frame(buf)
     if nbytes > limit:
         raise _too_big("blosc", nbytes, limit)
-    return numcodecs.blosc.decompress(view[:cbytes] if cbytes < len(view) else view)
+    return numcodecs.blosc.decompress(frame)
 
 
 def zstd_content_size(view: memoryview) -> int | None:
@@ -182,13 +188,10 @@ def bounded_decoder(codec: Codec, limit: int | None, *, exact: bool = False) -> 
 
 
 def _blosc_into(buf: Any, out: Any, nbytes: int) -> bool:
-    view = memoryview(buf).cast("B")
-    if len(view) < 16 or int.from_bytes(view[4:8], "little") != nbytes:
+    frame, stated = _blosc_frame(buf)
+    if stated != nbytes:
         return False
-    cbytes = int.from_bytes(view[12:16], "little")
-    if cbytes > len(view):
-        return False
-    numcodecs.blosc.decompress(view[:cbytes] if cbytes < len(view) else view, out)
+    numcodecs.blosc.decompress(frame, out)
     return True
 
 
@@ -203,8 +206,9 @@ def _zstd_into(buf: Any, out: Any, nbytes: int) -> bool:
 def into_decoder(codec: Codec, nbytes: int) -> IntoDecoder | None:
     """``codec``'s decode straight into a caller's C-contiguous buffer of ``nbytes`` (no output of its
     own to allocate, touch and copy), for the codecs whose frames state their size: blosc and zstd.
-    ``None`` for any other codec. The decoder returns ``False``, having written nothing, when the
-    frame does not state exactly ``nbytes``: :func:`bounded_decoder` then decodes or refuses it."""
+    ``None`` for any other codec. The decoder refuses a malformed blosc frame as :func:`bounded_decoder`
+    does, and returns ``False``, having written nothing, when a frame does not state exactly
+    ``nbytes``: :func:`bounded_decoder` then decodes or refuses it."""
     kind = type(codec)
     if kind is numcodecs.Blosc:
         return lambda buf, out: _blosc_into(buf, out, nbytes)

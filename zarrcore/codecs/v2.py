@@ -59,8 +59,8 @@ class V2Chain(Chain):
         return not self.filters
 
     @property
-    def plain(self) -> bool:
-        return not self.filters and self.order == "C" and self.dtype.kind != "O"
+    def plain(self) -> bool:  # strings always have a filter (build_v2 refuses them without vlen-utf8)
+        return not self.filters and self.order == "C"
 
     def decoded_limit(self) -> tuple[int | None, bool]:
         if self.dtype.kind == "O":
