@@ -20,6 +20,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
+from zarrcore.codecs.zstd import Zstd
 from zarrcore.errors import CodecError
 from zarrcore.metadata.model import ArrayMetadata
 
@@ -51,6 +52,8 @@ def check_keys(config: dict[str, Any], allowed: set[str] | frozenset[str]) -> No
 def build_numcodec(config: dict[str, Any]) -> Codec:
     """The numcodecs codec of a ``{"id": ..., **settings}`` config."""
     try:
+        if config.get("id") == "zstd":  # the same codec, encoding on a reused context
+            return Zstd(**{k: v for k, v in config.items() if k != "id"})
         return numcodecs.get_codec(dict(config))
     except Exception as exc:  # numcodecs raises ValueError, TypeError, KeyError...
         raise CodecError(f"cannot build codec {config!r}: {exc}") from None

@@ -171,7 +171,7 @@ def bounded_decoder(codec: Codec, limit: int | None, *, exact: bool = False) -> 
         return codec.decode
     if kind is numcodecs.Blosc:
         return lambda buf: _blosc(buf, limit)
-    if kind is numcodecs.Zstd:
+    if issubclass(kind, numcodecs.Zstd):
         return lambda buf: _zstd(buf, limit, exact)
     if kind is numcodecs.Zlib:
         return lambda buf: _inflate(buf, limit, "zlib", zlib.MAX_WBITS)
@@ -212,6 +212,6 @@ def into_decoder(codec: Codec, nbytes: int) -> IntoDecoder | None:
     kind = type(codec)
     if kind is numcodecs.Blosc:
         return lambda buf, out: _blosc_into(buf, out, nbytes)
-    if kind is numcodecs.Zstd:
+    if issubclass(kind, numcodecs.Zstd):
         return lambda buf, out: _zstd_into(buf, out, nbytes)
     return None

@@ -14,6 +14,7 @@ from numcodecs.abc import Codec
 
 from zarrcore.codecs.array_codecs import NUMCODECS_ARRAY
 from zarrcore.codecs.base import Adapter, BytesBytesCodec, Context, Stage, build_numcodec, check_keys
+from zarrcore.codecs.zstd import Zstd
 from zarrcore.errors import CodecError
 
 __all__ = ["ADAPTERS", "V3_CODECS", "Numcodec", "NumcodecsBytes"]
@@ -83,7 +84,7 @@ class _Zstd(_NumcodecFactory):
         checksum = config.get("checksum", False)
         if not isinstance(checksum, bool):
             raise CodecError(f"checksum must be true or false, got {checksum!r}")
-        return numcodecs.Zstd(level=level, checksum=checksum)
+        return Zstd(level=level, checksum=checksum)
 
 
 class _Gzip(_NumcodecFactory):
