@@ -23,6 +23,7 @@ from zarrcore import telemetry
 from zarrcore.codecs.sharding import ShardingCodec, box_selection, selection_box
 from zarrcore.errors import ChunkError, CodecError, NotFound, PreconditionFailed
 from zarrcore.grid import Projection
+from zarrcore.pool import run_all
 from zarrcore.storage.base import RangeRequest, Store
 from zarrcore.storage.ranges import coalesce
 
@@ -167,8 +168,8 @@ class ShardParts:
             ranges = [RangeRequest(p.start, p.stop) for p in parts]
             datas = self.store.get_ranges(key, ranges, version=version)
             fetched.add(datas, len(coalesce(ranges)))
-            for part, data in zip(parts, datas, strict=True):
-                self.sharding.place(out, box, part, data)
+            placed = list(zip(parts, datas, strict=True))
+            run_all(lambda pd: self.sharding.place(out, box, *pd), placed, self.store)
         except (CodecError, NotFound, PreconditionFailed):
             return None
         return out
