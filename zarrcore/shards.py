@@ -168,8 +168,9 @@ class ShardParts:
             ranges = [RangeRequest(p.start, p.stop) for p in parts]
             datas = self.store.get_ranges(key, ranges, version=version)
             fetched.add(datas, len(coalesce(ranges)))
-            placed = list(zip(parts, datas, strict=True))
-            run_all(lambda pd: self.sharding.place(out, box, *pd), placed, self.store)
+            light = self.sharding.inner.light  # as in Array.__getitem__: quick codecs read on one thread
+            run_all(lambda pd: self.sharding.place(out, box, *pd), zip(parts, datas, strict=True), self.store,
+                    cpu_workers=1 if light else None)  # fmt: skip
         except (CodecError, NotFound, PreconditionFailed):
             return None
         return out
