@@ -175,6 +175,7 @@ def test_a_worker_killed_while_batches_run_costs_only_its_batches(tmp_path: Path
 
         with Client(cluster.address, timeout=60) as client:  # the scheduler saw it go
             wait_until(lambda: len(client.scheduler_info()["workers"]) == 1, timeout=120, what="the worker's loss")
+        write_plan(root, journal=str(journal))  # the rest at full speed
         assert run.wait(600) == 0, (tmp_path / "run.log").read_text()[-3000:]
         counts = Counter(chunk_puts())
         rewritten = sum(n - 1 for n in counts.values())

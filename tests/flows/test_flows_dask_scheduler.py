@@ -72,6 +72,7 @@ def test_a_killed_scheduler_fails_the_run_and_a_rerun_on_a_new_cluster_redoes_on
     assert 64 <= len(before) < 256  # a positive control: the first run was cut short
     assert int(finished[1]) * PER_BATCH <= len(before)  # as the API recorded them: never more than written
 
+    write_plan(root, journal=str(journal))  # the rerun at full speed
     second = start_cluster(tmp_path / "dask-2", workers=WORKERS, threads=THREADS)
     try:
         state, _ = run_flow(ingest, **params, execution=on_cluster(second, **execution))

@@ -39,7 +39,8 @@ import json, sys
 import tests.fixtures.faultstore as faults  # registers faulty://
 from flows.ingest import ingest
 params, hold = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-faults.hold_puts(hold["scheme"], ("a/c/",), hold["after"], hold["gate"])
+if hold:
+    faults.hold_puts(hold["scheme"], ("a/c/",), hold["after"], hold["gate"])
 ingest(**params)
 """
 
