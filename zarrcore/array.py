@@ -339,6 +339,7 @@ class Array(Node):
         sel = normalize_selection(selection, self.shape)
         value = assigned_value(value, selection_shape(sel), self.dtype)
         parts = self._parts
+        order = "K" if self._pipeline.sharding is not None else "C"
 
         def write(p: Projection) -> None:
             region = self._grid.region_shape(p.index)
@@ -346,8 +347,9 @@ class Array(Node):
                 self._put(p.index, parts.write(p, value[p.out_selection], keep_empty=self.write_empty_chunks))
                 return
             if p.complete and region == self._meta.chunks:
-                # integer indices drop dimensions: restore them (and keep 0-d chunks 0-d)
-                chunk = np.asarray(value[p.out_selection], order="C").reshape(self._meta.chunks)
+                # integer indices drop dimensions: restore them (and keep 0-d chunks 0-d); a shard stays
+                # a view of ``value``: the sharding codec copies it out once, in inner-chunk order
+                chunk = np.asarray(value[p.out_selection], order=order).reshape(self._meta.chunks)
             else:
                 old = None if p.complete else self._load(p.index)
                 chunk = np.array(self._full_fill() if old is None else old)

@@ -23,6 +23,7 @@ BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
 BIG_ENDIAN = {"name": "bytes", "configuration": {"endian": "big"}}
 BLOSC = {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "typesize": 8,
                                            "blocksize": 0}}  # fmt: skip
+ZSTD = {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
 TWO_LEVELS = {"name": "sharding_indexed", "configuration": {"chunk_shape": [2, 2], "codecs": [BYTES]}}
 
 
@@ -167,6 +168,27 @@ def test_f_order_and_a_group_child_and_streams(tmp_path: Path) -> None:
         out[a.chunk_region(index)] = chunk
     np.testing.assert_array_equal(out, data)
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "g.zarr"), mode="r")["x"][...], data)
+
+
+@pytest.mark.parametrize("view", ["transposed", "strided", "3-d slab"])
+def test_shards_written_from_views_store_the_bytes_of_a_contiguous_copy(tmp_path: Path, view: str) -> None:
+    """A whole-shard write takes the caller's array as it is (no copy in C order first): any strides
+    give the same stored shards as a contiguous copy, which zarr-python reads."""
+    base = sample((48, 72, 3), "int32")
+    data = {"transposed": base[:, :, 0].T, "strided": base[::2, ::3, 1], "3-d slab": base[:, :36, :]}[view]
+    assert not data.flags.c_contiguous
+    chunks = (6, 4, 3)[: data.ndim]
+    shards = tuple(c * m for c, m in zip(chunks, (2, 3, 1), strict=False))
+    arrays = {}
+    for name, values in (("views", data), ("copies", np.ascontiguousarray(data))):
+        a = zarrcore.create(tmp_path / f"{name}.zarr", shape=data.shape, chunks=chunks, shards=shards, dtype="int32",
+                            codecs=[BYTES, ZSTD])  # fmt: skip
+        a[...] = values
+        arrays[name] = a
+    stored = {i: arrays["copies"].read_chunk_bytes(i) for i in arrays["copies"].chunk_indices()}
+    assert sum(v is not None for v in stored.values()) > 1
+    assert all(arrays["views"].read_chunk_bytes(i) == v for i, v in stored.items())
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "views.zarr"), mode="r")[...], data)
 
 
 def test_resize_and_append_work_shard_by_shard(tmp_path: Path) -> None:

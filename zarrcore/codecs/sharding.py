@@ -122,9 +122,18 @@ class ShardingCodec:
 
     # -- whole shards ------------------------------------------------------------------------------
     def encode(self, shard: np.ndarray) -> bytes:
-        """Encode a shard: every inner chunk that holds more than the fill value, then the index."""
-        encoded = ((n, self.inner.encode(shard[r])) for n, r in self._regions() if not is_fill(shard[r], self.fill))
+        """Encode a shard (any strides): every inner chunk that holds more than the fill value, then the index."""
+        blocks = self._blocks(shard)
+        encoded = ((n, self.inner.encode(block)) for n, block in enumerate(blocks) if not is_fill(block, self.fill))
         return self._assemble(encoded)
+
+    def _blocks(self, shard: np.ndarray) -> np.ndarray:
+        """The shard's inner chunks in C order as one C-contiguous ``(count, *inner_shape)`` array: a
+        single copy out of the shard (however strided), after which each inner chunk is contiguous."""
+        nd = len(self.grid)
+        split = shard.reshape([n for pair in zip(self.grid, self.inner_shape, strict=True) for n in pair])
+        blocked = split.transpose([*range(0, 2 * nd, 2), *range(1, 2 * nd, 2)])
+        return np.ascontiguousarray(blocked).reshape(self.count, *self.inner_shape)
 
     def _assemble(self, parts: Iterable[tuple[int, bytes | memoryview]]) -> bytes:
         """A stored shard from ``(index row, encoded bytes)`` of its stored inner chunks, in row order."""
