@@ -20,7 +20,7 @@ from zarrcore.metadata import (
     parse_dtype,
     parse_group_v3,
 )
-from zarrcore.metadata.dtypes import decode_fill_value, encode_fill_value, is_fill, normalize_fill_value
+from zarrcore.metadata.dtypes import decode_fill_value, encode_fill_value, fill_blocks, is_fill, normalize_fill_value
 from zarrcore.spec import build_array_metadata
 
 
@@ -276,6 +276,27 @@ def test_invalid_user_fill_values(dtype: str, value: Any, match: str) -> None:
 )  # fmt: skip
 def test_is_fill(chunk: np.ndarray, fill: Any, expected: bool) -> None:
     assert is_fill(chunk, fill) is expected
+
+
+@pytest.mark.parametrize(
+    ("dtype", "fill", "other"),
+    [("float32", 0.0, 1.5), ("float64", np.nan, 0.0), ("int16", None, 7), ("uint8", 255, 0), ("bool", False, True),
+     ("complex64", complex(np.nan, 0), complex(np.nan, 1)), ("complex128", 1 + 2j, 1 + 3j),
+     ("M8[s]", np.datetime64("NaT", "s"), np.datetime64("2020-01-01", "s")), ("m8[ms]", np.timedelta64(0, "ms"),
+     np.timedelta64(5, "ms")), ("U3", "ab", "zz"), ("S2", b"x", b"yz"),
+     ("i4,f4", np.array((1, 2.0), dtype="i4,f4")[()], (1, 3.0))],
+)  # fmt: skip
+def test_fill_blocks_agrees_with_is_fill_block_by_block(dtype: str, fill: Any, other: Any) -> None:
+    dt = np.dtype(dtype)
+    same, different = np.array(fill if fill is not None else 0, dtype=dt), np.array(other, dtype=dt)
+    blocks = np.empty((7, 4, 5), dtype=dt)
+    blocks[...] = same
+    blocks[1, 0, 0] = blocks[2, -1, -1] = blocks[3, 2, 2] = different  # differs first, last, in the middle
+    blocks[4] = different  # differs everywhere; 0, 5 and 6 hold only the fill value
+    expected = [is_fill(b, fill) for b in blocks]
+    assert expected == [True, False, False, False, False, True, True]
+    assert fill_blocks(blocks, fill) == expected
+    assert fill_blocks(blocks[:0], fill) == []
 
 
 # -- groups and JSON ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from zarrcore.errors import CodecError
-from zarrcore.metadata.dtypes import is_fill
+from zarrcore.metadata.dtypes import fill_blocks, is_fill
 from zarrcore.metadata.model import ArrayMetadata
 from zarrcore.storage.base import RangeRequest, SuffixRequest
 
@@ -124,7 +124,8 @@ class ShardingCodec:
     def encode(self, shard: np.ndarray) -> bytes:
         """Encode a shard (any strides): every inner chunk that holds more than the fill value, then the index."""
         blocks = self._blocks(shard)
-        encoded = ((n, self.inner.encode(block)) for n, block in enumerate(blocks) if not is_fill(block, self.fill))
+        empty = fill_blocks(blocks, self.fill)
+        encoded = ((n, self.inner.encode(block)) for n, block in enumerate(blocks) if not empty[n])
         return self._assemble(encoded)
 
     def _blocks(self, shard: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ __all__ = [
     "default_fill_value",
     "decode_fill_value",
     "encode_fill_value",
+    "fill_blocks",
     "is_fill",
     "needs_endian",
     "normalize_fill_value",
@@ -309,20 +310,39 @@ def is_fill(chunk: np.ndarray, fill: Any) -> bool:
     return _all_fill(chunk, fill)
 
 
+def fill_blocks(blocks: np.ndarray, fill: Any) -> list[bool]:
+    """:func:`is_fill` of each ``blocks[i]`` (a C-contiguous array of equal blocks along its first axis,
+    such as a shard's inner chunks), the first and last element of every block probed in one step."""
+    if fill is None:
+        fill = default_fill_value(blocks.dtype)
+    flat = blocks.reshape(len(blocks), math.prod(blocks.shape[1:]))
+    if not flat.size:
+        return [True] * len(blocks)
+    ends = flat[:, [0, -1]]
+    probe = np.asarray(_fill_mask(ends, fill))
+    if probe.shape != ends.shape:  # a comparison numpy does not make element by element
+        return [is_fill(block, fill) for block in blocks]
+    return [bool(both) and _all_fill(block, fill) for both, block in zip(probe.all(axis=1), flat, strict=True)]
+
+
 def _all_fill(chunk: np.ndarray, fill: Any) -> bool:
-    if chunk.dtype.kind in "Mm":  # compare the integers: NaT never equals NaT
-        return bool((chunk.view("i8") == np.array(fill, dtype=chunk.dtype).view("i8")).all())
-    if chunk.dtype.kind in "fc" and np.isnan(fill):
-        return bool(np.isnan(chunk).all()) if chunk.dtype.kind == "f" else _complex_is_fill(chunk, fill)
-    if chunk.dtype.kind == "c" and np.isnan(complex(fill).imag):
-        return _complex_is_fill(chunk, fill)
-    return bool((chunk == fill).all())
+    return bool(_fill_mask(chunk, fill).all())
 
 
-def _complex_is_fill(chunk: np.ndarray, fill: Any) -> bool:
-    f = complex(fill)
+def _fill_mask(values: np.ndarray, fill: Any) -> Any:
+    """Which elements equal ``fill``: NaN matches NaN (also in either part of a complex), and times
+    compare as integers (NaT never equals NaT)."""
+    kind = values.dtype.kind
+    if kind in "Mm":
+        return values.view("i8") == np.array(fill, dtype=values.dtype).view("i8")
+    if kind == "f" and np.isnan(fill):
+        return np.isnan(values)
+    if kind == "c":
+        f = complex(fill)
+        if math.isnan(f.real) or math.isnan(f.imag):
+            return _part_mask(values.real, f.real) & _part_mask(values.imag, f.imag)
+    return values == fill
 
-    def same(part: np.ndarray, v: float) -> bool:
-        return bool(np.isnan(part).all()) if math.isnan(v) else bool((part == v).all())
 
-    return same(chunk.real, f.real) and same(chunk.imag, f.imag)
+def _part_mask(part: np.ndarray, value: float) -> np.ndarray:
+    return np.isnan(part) if math.isnan(value) else part == value
