@@ -31,6 +31,14 @@ from zarrcore.storage.base import Store, join_key
 __all__ = ["Array"]
 
 ChunkIndex = tuple[int, ...]
+#: A chunk's stored bytes: one buffer, or a list of buffers stored one after another (a shard's parts).
+Encoded = bytes | memoryview | list[bytes | memoryview]
+
+
+def _nbytes(data: Encoded | None) -> int:
+    if data is None:
+        return 0
+    return sum(memoryview(b).nbytes for b in data) if isinstance(data, list) else memoryview(data).nbytes
 
 
 def _row(p: Projection) -> ChunkIndex:
@@ -201,11 +209,14 @@ class Array(Node):
         return self._encode(idx, grid.padded_chunk(idx, data, self._meta.chunks, self._grid.region_shape(idx),
                                                    self._full_fill))  # fmt: skip
 
-    def _encode(self, idx: ChunkIndex, chunk: np.ndarray) -> bytes | memoryview | None:
+    def _encode(self, idx: ChunkIndex, chunk: np.ndarray, *, joined: bool = True) -> Encoded | None:
+        """The chunk's stored bytes; ``joined=False``: as a list of buffers, a shard's left unjoined."""
         if not self.write_empty_chunks and is_fill(chunk, self._meta.fill):
             return None
         try:
-            return self._pipeline.encode(chunk)
+            if joined or self._pipeline.sharding is None:
+                return self._pipeline.encode(chunk)
+            return self._pipeline.encode_parts(chunk)
         except Exception as exc:
             raise ChunkError(idx, CodecError(f"encoding failed: {exc}"), key=self.chunk_key(idx)) from exc
 
@@ -234,7 +245,7 @@ class Array(Node):
         self.check_writable()
         self._put(self._grid.check_index(index), data)
 
-    def _put(self, idx: ChunkIndex, data: bytes | memoryview | None) -> None:
+    def _put(self, idx: ChunkIndex, data: Encoded | None) -> None:
         key = self._key(idx)
         if self._parts is not None:
             self._parts.forget(key)  # its version is about to change: spare a refused read
@@ -243,12 +254,13 @@ class Array(Node):
             return
         with telemetry.span(("zarrcore", "chunk", "write"), self._span_meta(idx, key)) as m:
             self._store_object(key, data)
-            m.update(meta_stored=data is not None, encoded_bytes=0 if data is None else memoryview(data).nbytes,
-                     decoded_bytes=self._pipeline.nbytes)  # fmt: skip
+            m.update(meta_stored=data is not None, encoded_bytes=_nbytes(data), decoded_bytes=self._pipeline.nbytes)
 
-    def _store_object(self, key: str, data: bytes | memoryview | None) -> None:
+    def _store_object(self, key: str, data: Encoded | None) -> None:
         if data is None:
             self.store.delete(key)
+        elif isinstance(data, list):
+            self.store.put_parts(key, data)
         else:
             self.store.put(key, data)
 
@@ -354,7 +366,7 @@ class Array(Node):
                 old = None if p.complete else self._load(p.index)
                 chunk = np.array(self._full_fill() if old is None else old)
                 chunk[p.chunk_selection] = value[p.out_selection]
-            self._put(p.index, self._encode(p.index, chunk))
+            self._put(p.index, self._encode(p.index, chunk, joined=False))
 
         run_all(write, self._grid.project(sel), self.store, row=_row)
 

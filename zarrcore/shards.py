@@ -175,9 +175,10 @@ class ShardParts:
             return None
         return out
 
-    def write(self, p: Projection, values: np.ndarray, *, keep_empty: bool) -> bytes | None:
-        """The shard at ``p.index`` with ``values`` written into ``p.chunk_selection``, as stored
-        bytes (``None``: it holds only the fill value); only the inner chunks touched are re-encoded."""
+    def write(self, p: Projection, values: np.ndarray, *, keep_empty: bool) -> list[bytes | memoryview] | None:
+        """The shard at ``p.index`` with ``values`` written into ``p.chunk_selection``, as the buffers
+        to store one after another (``None``: it holds only the fill value); only the inner chunks
+        touched are re-encoded."""
         key = self.key(p.index)
         try:
             old = self.store.get(key)

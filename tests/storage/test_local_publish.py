@@ -68,6 +68,44 @@ def test_both_ways_make_the_same_files(tmp_path: Path, fsync: bool) -> None:
 
 
 @pytest.mark.parametrize("unnamed", WAYS)
+def test_parts_written_by_a_kernel_that_writes_short_still_land_whole(
+    tmp_path: Path, unnamed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each write or writev may store fewer bytes than asked (here at most 7,777 a call, cut inside parts):
+    the rest follows where it stopped, and the file holds every part once, in order."""
+    real_write, real_writev = os.write, os.writev
+    calls = []
+
+    def short(views: list[memoryview]) -> list[memoryview]:
+        kept, room = [], 7_777
+        for v in views:
+            if room <= 0:
+                break
+            kept.append(memoryview(v)[:room])
+            room -= len(kept[-1])
+        return kept
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        calls.append("write")
+        return real_write(fd, short([memoryview(data)])[0])
+
+    def writev(fd: int, buffers: list[memoryview]) -> int:
+        calls.append("writev")
+        return real_writev(fd, short(list(buffers)))
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "writev", writev)
+    store = store_for(tmp_path / "s", unnamed)
+    parts = [np.arange(n * 1000, dtype="int32").data for n in range(12)] + [b"", b"end"]
+    store.put_parts("c/0/0", parts)
+    store.put("c/0/1", bytearray(b"y" * 50_000))
+    monkeypatch.undo()
+    assert store.get("c/0/0") == b"".join(bytes(p) for p in parts)
+    assert store.get("c/0/1") == b"y" * 50_000
+    assert calls.count("writev") > 1 and calls.count("write") > 1  # the cut happened, and was continued
+
+
+@pytest.mark.parametrize("unnamed", WAYS)
 def test_create_mode_refuses_an_existing_key_and_keeps_it(tmp_path: Path, unnamed: bool) -> None:
     store = store_for(tmp_path, unnamed)
     store.put("a/k", b"first", mode="create")

@@ -128,6 +128,23 @@ def test_put_create_conflict(store: Store) -> None:
     assert store.get("meta/zarr.json") == b"original"
 
 
+def test_put_parts_stores_their_concatenation(store: Store) -> None:
+    """put_parts writes one object: the parts one after another, whatever their number, kinds and sizes
+    (empty ones too; more than a writev takes at once); ``mode="create"`` refuses an existing key."""
+    many = [bytes([n % 251]) * (n % 7) for n in range(1500)]
+    cases = {"one": [b"alone"], "kinds": [b"ab", bytearray(b""), memoryview(b"cde"), b"", bytearray(b"f" * 70_000)],
+             "many": many, "none": []}  # fmt: skip
+    for name, parts in cases.items():
+        store.put_parts(f"parts/{name}", parts)
+        assert store.get(f"parts/{name}") == b"".join(parts), name
+    store.put_parts("parts/one", [b"re", b"placed"])
+    assert store.get("parts/one") == b"replaced"
+    with pytest.raises(AlreadyExists):
+        store.put_parts("parts/one", [b"other"], mode="create")
+    store.put_parts("parts/new", [b"created ", b"once"], mode="create")
+    assert store.get("parts/one") == b"replaced" and store.get("parts/new") == b"created once"
+
+
 #: Above the size where the SDKs change how they upload: GCS goes resumable above 8 MiB.
 LARGE = 9 << 20
 

@@ -141,6 +141,14 @@ class CodecPipeline:
             return memoryview(ensure_contiguous_ndarray(data)).cast("B")
         return data  # type: ignore[no-any-return]
 
+    def encode_parts(self, chunk: np.ndarray) -> list[bytes | memoryview]:
+        """:meth:`encode`'s bytes as a list of buffers to be stored one after another: a shard's index and
+        inner chunks as they were encoded, when nothing encodes the shard further; else one buffer."""
+        sharding = self._chain.sharding
+        if sharding is None or self._encoders or self._chain.array_stages:
+            return [self.encode(chunk)]
+        return sharding.encode_parts(np.asarray(chunk, dtype=self._stored_dtype))
+
     @property
     def decodes_into(self) -> bool:
         """Whether :meth:`decode_into` can decode chunks straight into a caller's buffer."""

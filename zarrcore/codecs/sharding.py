@@ -123,10 +123,14 @@ class ShardingCodec:
     # -- whole shards ------------------------------------------------------------------------------
     def encode(self, shard: np.ndarray) -> bytes:
         """Encode a shard (any strides): every inner chunk that holds more than the fill value, then the index."""
+        return b"".join(self.encode_parts(shard))
+
+    def encode_parts(self, shard: np.ndarray) -> list[bytes | memoryview]:
+        """:meth:`encode`'s bytes as the buffers they are made of (the index and each stored inner chunk),
+        not joined: a store that writes a list of buffers at once skips copying them into one."""
         blocks = self._blocks(shard)
         empty = fill_blocks(blocks, self.fill)
-        encoded = ((n, self.inner.encode(block)) for n, block in enumerate(blocks) if not empty[n])
-        return self._assemble(encoded)
+        return self._assemble((n, self.inner.encode(block)) for n, block in enumerate(blocks) if not empty[n])
 
     def _blocks(self, shard: np.ndarray) -> np.ndarray:
         """The shard's inner chunks in C order as one C-contiguous ``(count, *inner_shape)`` array: a
@@ -136,8 +140,9 @@ class ShardingCodec:
         blocked = split.transpose([*range(0, 2 * nd, 2), *range(1, 2 * nd, 2)])
         return np.ascontiguousarray(blocked).reshape(self.count, *self.inner_shape)
 
-    def _assemble(self, parts: Iterable[tuple[int, bytes | memoryview]]) -> bytes:
-        """A stored shard from ``(index row, encoded bytes)`` of its stored inner chunks, in row order."""
+    def _assemble(self, parts: Iterable[tuple[int, bytes | memoryview]]) -> list[bytes | memoryview]:
+        """A stored shard's buffers, index included, from ``(index row, encoded bytes)`` of its stored
+        inner chunks in row order."""
         index = np.full((self.count, 2), EMPTY, dtype="uint64")
         buffers: list[bytes | memoryview] = []
         offset = self.index_nbytes if self.location == "start" else 0
@@ -147,7 +152,7 @@ class ShardingCodec:
             buffers.append(data)
             offset += size
         encoded_index = self.index_codec.encode(index.reshape(*self.grid, 2))
-        return b"".join([encoded_index, *buffers] if self.location == "start" else [*buffers, encoded_index])
+        return [encoded_index, *buffers] if self.location == "start" else [*buffers, encoded_index]
 
     def decode(self, data: bytes | memoryview) -> np.ndarray:
         """Decode a whole shard to an array of the shard shape."""
@@ -238,10 +243,11 @@ class ShardingCodec:
 
     def update(
         self, old: bytes | memoryview | None, selection: tuple[int | slice, ...], values: Any, *, keep_empty: bool
-    ) -> bytes | None:
-        """The shard ``old`` (``None``: not stored) with ``shard[selection] = values``: only the inner
-        chunks the selection touches are decoded and encoded again; the others keep their bytes.
-        Returns ``None`` when no inner chunk holds more than the fill value, unless ``keep_empty``."""
+    ) -> list[bytes | memoryview] | None:
+        """The shard ``old`` (``None``: not stored) with ``shard[selection] = values``, as the buffers to
+        store one after another: only the inner chunks the selection touches are decoded and encoded
+        again; the others keep their bytes (views of ``old``). Returns ``None`` when no inner chunk
+        holds more than the fill value, unless ``keep_empty``."""
         view = memoryview(old or b"").cast("B")
         index = self.decode_index(self.index_bytes(view), len(view)) if old is not None else None
         box = selection_box(selection)

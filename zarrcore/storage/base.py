@@ -166,6 +166,13 @@ class Store(abc.ABC):
     def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
         """Write an object atomically; ``mode="create"`` fails with ``AlreadyExists`` if present."""
 
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview], *,
+                  mode: PutMode = "overwrite") -> None:  # fmt: skip
+        """Write the concatenation of ``parts`` as one object, as :meth:`put` does (a shard's inner chunks
+        and index as they were encoded). A store that can send a list of buffers as it is overrides this
+        (local disk: one ``writev``); the others join them and :meth:`put` the result."""
+        self.put(key, parts[0] if len(parts) == 1 else b"".join(parts), mode=mode)
+
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Delete an object; deleting a missing key is not an error."""

@@ -8,7 +8,7 @@ import contextlib
 import errno
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 
 __all__ = ["TMP_PREFIX", "UNNAMED_FILES", "Taken", "Unnamed", "put_named", "put_unnamed", "read_all"]
@@ -67,9 +67,24 @@ def _removed_on_error(tmp: str) -> Iterator[None]:
         raise
 
 
-def _fill(fd: int, view: memoryview, fsync: bool) -> None:
-    while view:
-        view = view[os.write(fd, view) :]
+#: At most this many buffers go to one ``writev`` (the kernel's limit, IOV_MAX, is 1,024 on Linux).
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
+
+
+def _fill(fd: int, views: Sequence[memoryview], fsync: bool) -> None:
+    """Write ``views`` (byte-format memoryviews) one after another: one ``writev`` per ``_IOV_MAX``
+    of them, continued where the kernel stopped when it writes less."""
+    pending = [v for v in views if v.nbytes]
+    while pending:
+        batch = pending[:_IOV_MAX]
+        done = os.writev(fd, batch) if len(batch) > 1 else os.write(fd, batch[0])
+        for n, view in enumerate(batch):
+            if done < view.nbytes:
+                pending = [view[done:], *pending[n + 1 :]]
+                break
+            done -= view.nbytes
+        else:
+            pending = pending[len(batch) :]
     if fsync:
         os.fsync(fd)
 
@@ -91,10 +106,11 @@ def _publish_temp(tmp: str, path: str) -> None:
         os.replace(tmp, path)
 
 
-def put_unnamed(path: str, view: memoryview, *, create: bool, fsync: bool) -> Unnamed:
-    """Write an unnamed file in the target's folder (``O_TMPFILE``), then give it its name with one
-    ``link``. The inode is allocated without the folder's lock, which other writers in that folder
-    need; a killed writer leaves nothing behind. ``create`` refuses an existing file (:class:`Taken`)."""
+def put_unnamed(path: str, views: Sequence[memoryview], *, create: bool, fsync: bool) -> Unnamed:
+    """Write ``views``, one after another, as an unnamed file in the target's folder (``O_TMPFILE``),
+    then give it its name with one ``link``. The inode is allocated without the folder's lock, which
+    other writers in that folder need; a killed writer leaves nothing behind. ``create`` refuses an
+    existing file (:class:`Taken`)."""
     folder = os.path.dirname(path)
     try:
         fd = os.open(folder, _TMPFILE_FLAGS, 0o666)
@@ -106,7 +122,7 @@ def put_unnamed(path: str, view: memoryview, *, create: bool, fsync: bool) -> Un
             raise
         return Unnamed.UNSUPPORTED
     try:
-        _fill(fd, view, fsync)
+        _fill(fd, views, fsync)
         # linkat(AT_SYMLINK_FOLLOW) on the /proc link names the open file (os.link only passes that
         # flag when given a dir fd; an absolute source path makes the kernel ignore it).
         source = f"/proc/self/fd/{fd}"
@@ -128,9 +144,9 @@ def put_unnamed(path: str, view: memoryview, *, create: bool, fsync: bool) -> Un
         os.close(fd)
 
 
-def put_named(path: str, view: memoryview, *, create: bool, fsync: bool) -> None:
-    """Write a named temporary file beside ``path``, then link (``create``: :class:`Taken` if a file
-    is there) or rename (overwrite) it into place."""
+def put_named(path: str, views: Sequence[memoryview], *, create: bool, fsync: bool) -> None:
+    """Write ``views``, one after another, to a named temporary file beside ``path``, then link
+    (``create``: :class:`Taken` if a file is there) or rename (overwrite) it into place."""
     folder = os.path.dirname(path)
     fds: list[int] = []
 
@@ -144,7 +160,7 @@ def put_named(path: str, view: memoryview, *, create: bool, fsync: bool) -> None
         tmp = _new_temp(folder, make)
     with _removed_on_error(tmp):
         try:
-            _fill(fds[0], view, fsync)
+            _fill(fds[0], views, fsync)
         finally:
             os.close(fds[0])
         if create:

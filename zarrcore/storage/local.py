@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from zarrcore.errors import (
@@ -203,18 +203,25 @@ class LocalStore(Store):
             raise ReadOnlyError(f"store {self.url} is read-only; cannot write {key!r}", key=key, store=self.url)
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *, mode: PutMode = "overwrite") -> None:
+        self._put_views(key, [memoryview(data).cast("B")], mode)
+
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview], *,
+                  mode: PutMode = "overwrite") -> None:  # fmt: skip
+        """Write the concatenation of ``parts`` as one file, with ``writev``: the parts are not joined."""
+        self._put_views(key, [memoryview(p).cast("B") for p in parts], mode)
+
+    def _put_views(self, key: str, views: list[memoryview], mode: PutMode) -> None:
         path = self._path(key)
         self._writable(key)
-        view = memoryview(data).cast("B")
         create = mode == "create"
         try:
             if self._unnamed:
-                done = put_unnamed(path, view, create=create, fsync=self.fsync)
+                done = put_unnamed(path, views, create=create, fsync=self.fsync)
                 if done is Unnamed.PUBLISHED:
                     return
                 if done is Unnamed.UNSUPPORTED:
                     self._unnamed = False
-            put_named(path, view, create=create, fsync=self.fsync)
+            put_named(path, views, create=create, fsync=self.fsync)
         except Taken:
             raise AlreadyExists(f"key {key!r} already exists in {self.url}", key=key, store=self.url) from None
         except OSError as exc:
