@@ -266,8 +266,8 @@ class Array(Node):
 
     # -- chunk arrays ----------------------------------------------------------------------------
     def _load(self, idx: ChunkIndex, into: np.ndarray | None = None) -> np.ndarray | None:
-        """A full stored-shape array, or ``None`` when the object is not stored. ``into``: a C-contiguous
-        chunk-sized array to decode into when the codecs allow (it is then what is returned)."""
+        """A full stored-shape array, or ``None`` when the object is not stored. ``into``: an array the
+        pipeline :meth:`~CodecPipeline.takes`, to decode into when the codecs allow (it is then what is returned)."""
         key = self._key(idx)
         if not telemetry.enabled():  # no span to build: this path runs once per chunk of every slice
             try:
@@ -324,8 +324,8 @@ class Array(Node):
     def __getitem__(self, selection: Any) -> Any:
         sel = normalize_selection(selection, self.shape)
         out = np.empty(selection_shape(sel), dtype=self.dtype)
-        fill, parts, nbytes = self._meta.fill, self._parts, self._pipeline.nbytes
-        into = self._pipeline.decodes_into
+        fill, parts = self._meta.fill, self._parts
+        into, takes = self._pipeline.decodes_into, self._pipeline.takes
 
         def read(p: Projection) -> None:
             if parts is not None and not p.complete:
@@ -334,7 +334,7 @@ class Array(Node):
                     out[p.out_selection] = fill if part.values is None else part.values
                     return
             target = out[(*p.out_selection, ...)] if into and p.complete else None  # a whole chunk's place
-            if target is not None and not (target.nbytes == nbytes and target.flags.c_contiguous):
+            if target is not None and not takes(target):
                 target = None
             chunk = self._load(p.index, target)
             if chunk is None:

@@ -191,6 +191,26 @@ def test_shards_written_from_views_store_the_bytes_of_a_contiguous_copy(tmp_path
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "views.zarr"), mode="r")[...], data)
 
 
+def test_a_whole_shard_decodes_into_its_place_in_a_larger_array(tmp_path: Path) -> None:
+    """A shard decodes straight into a strided place (empty inner chunks there become the fill value);
+    the array's reads take that path for whole shards, and the edge shards still read right."""
+    data = sample((50, 47), "int16")
+    a = zarrcore.create(tmp_path / "a.zarr", shape=data.shape, chunks=(5, 4), shards=(20, 12), dtype="int16",
+                        fill_value=0)  # fmt: skip
+    a[...] = data
+    sharding = a._pipeline.sharding
+    assert sharding is not None and a._pipeline.takes(np.empty((40, 36), "int16")[::2, ::3])
+    for index in [(0, 0), (1, 2)]:  # a shard with empty inner chunks, one with none
+        stored = shard_of(a, index)
+        big = np.full((60, 60), -1, dtype="int16")
+        place = big[5:45:2, 10:46:3]
+        sharding.decode_into(stored, place)
+        np.testing.assert_array_equal(place, sharding.decode(stored))
+        assert (big[5:45:2, 10:46:3] == place).all() and (big[:5] == -1).all() and (big[5:45:2, :10] == -1).all()
+    np.testing.assert_array_equal(a[...], data)
+    np.testing.assert_array_equal(a[3:50, 1:47], data[3:50, 1:47])
+
+
 def test_resize_and_append_work_shard_by_shard(tmp_path: Path) -> None:
     data = np.arange(900, dtype="int32").reshape(30, 30)
     a = zarrcore.create(tmp_path, shape=data.shape, chunks=(5, 5), shards=(10, 10), dtype="int32", fill_value=-1)

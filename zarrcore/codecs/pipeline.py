@@ -83,7 +83,8 @@ def _light(chain: Chain, nbytes: int) -> bool:
 class CodecPipeline:
     """Encodes a chunk-shaped ndarray to bytes and back; immutable once built."""
 
-    __slots__ = ("_chain", "_decoders", "_encoders", "_into", "_meta", "_plain", "_stored_dtype", "_stored_nbytes",
+    __slots__ = ("_chain", "_decoders", "_encoders", "_into", "_meta", "_plain", "_shard_into", "_stored_dtype",
+                 "_stored_nbytes",
                  "chunk_shape", "dtype", "light", "nbytes")  # fmt: skip
     chunk_shape: tuple[int, ...]
     dtype: np.dtype
@@ -107,6 +108,10 @@ class CodecPipeline:
             # one blosc or zstd codec and nothing else to do: decode straight into the caller's buffer
             "_into": into_decoder(chain.bytes_codecs[0], nbytes)
             if chain.plain and chain.stored_dtype == meta.dtype and len(chain.bytes_codecs) == 1 else None,
+            # a shard and nothing around it: its inner chunks decode into their places in the caller's array
+            "_shard_into": chain.sharding
+            if chain.sharding is not None and not chain.bytes_codecs and not chain.array_stages
+            and chain.stored_dtype == meta.dtype else None,
         }  # fmt: skip
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -152,12 +157,22 @@ class CodecPipeline:
     @property
     def decodes_into(self) -> bool:
         """Whether :meth:`decode_into` can decode chunks straight into a caller's buffer."""
-        return self._into is not None
+        return self._into is not None or self._shard_into is not None
+
+    def takes(self, out: np.ndarray) -> bool:
+        """Whether :meth:`decode_into` can decode a chunk into ``out`` (of the array's dtype): a
+        C-contiguous buffer of :attr:`nbytes` bytes, or for a shard any array of ``chunk_shape``."""
+        if self._shard_into is not None:
+            return out.shape == self.chunk_shape
+        return self._into is not None and out.nbytes == self.nbytes and out.flags.c_contiguous
 
     def decode_into(self, data: bytes | memoryview, out: np.ndarray) -> bool:
-        """Decode stored bytes straight into ``out``, a C-contiguous array of :attr:`nbytes` bytes and
-        the array's dtype, when the codecs allow (see :attr:`decodes_into`); ``False``: nothing was
-        written, :meth:`decode` it instead (it also refuses what cannot be a chunk)."""
+        """Decode stored bytes straight into ``out``, an array :meth:`takes`, when the codecs allow
+        (see :attr:`decodes_into`); ``False``: nothing was written, :meth:`decode` it instead (it also
+        refuses what cannot be a chunk). A shard that fails to decode may have written part of ``out``."""
+        if self._shard_into is not None:
+            self._shard_into.decode_into(data, out)
+            return True
         into = self._into
         return into is not None and into(data, out)
 

@@ -156,16 +156,21 @@ class ShardingCodec:
 
     def decode(self, data: bytes | memoryview) -> np.ndarray:
         """Decode a whole shard to an array of the shard shape."""
+        out = np.empty(self.shard_shape, dtype=self.dtype)
+        self.decode_into(data, out)
+        return out
+
+    def decode_into(self, data: bytes | memoryview, out: np.ndarray) -> None:
+        """Decode a whole shard into ``out``, of the shard shape and any strides (a shard's place in
+        a larger array): each inner chunk is copied once, from its decoded bytes to its place."""
         view = memoryview(data).cast("B")
         index = self.decode_index(self.index_bytes(view), len(view))
-        out = np.empty(self.shard_shape, dtype=self.dtype)
         for n, region in self._regions():
             offset, size = index[n]
             if offset == EMPTY:
                 out[region] = self.fill
             else:
                 out[region] = self.decode_inner(view[offset : offset + size])
-        return out
 
     # -- parts of shards ---------------------------------------------------------------------------
     def index_bytes(self, shard: memoryview) -> memoryview:
