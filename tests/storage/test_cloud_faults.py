@@ -99,12 +99,14 @@ def test_sdk_retries_are_off(proxied: ProxiedStore, retry_events: list[dict[str,
 
 
 def test_stall_is_a_transient_read_timeout(proxied: ProxiedStore, retry_events: list[dict[str, Any]]) -> None:
-    # Every request stalls once, then goes through: the store retries each and succeeds.
+    # Every request stalls once, then goes through: the store retries each and succeeds. (On a loaded
+    # machine the server's own answer can outlast the read timeout too: one more retry, whose request
+    # the proxy then stalls again; each stall is still one timeout, retried.)
     store, proxy = proxied(faults={"stall": 1.0}, max_consecutive=1, stall_seconds=2.5)
     store.put("slow", b"data")
     assert store.get("slow") == b"data"
-    assert proxy.faults["stall"] == 2
-    assert [type(e["error"]) for e in retry_events] == [TransientStoreError] * 2
+    assert proxy.faults["stall"] >= 2 and len(retry_events) >= proxy.faults["stall"]
+    assert {type(e["error"]) for e in retry_events} == {TransientStoreError}
 
     # A request that always stalls gives up after the policy's attempts with TransientStoreError.
     store, proxy = proxied(retry=RetryPolicy(attempts=2, base_delay=0.001), faults={"stall": 1.0}, max_consecutive=99)
