@@ -31,9 +31,8 @@ from zarrcore.storage.base import Store, join_key
 __all__ = ["Array"]
 
 ChunkIndex = tuple[int, ...]
-#: A chunk's stored bytes: one buffer, or a list of buffers stored one after another (a shard's parts,
-#: a raw chunk's rows).
-Encoded = bytes | memoryview | list[Any]
+#: A chunk's stored bytes: one buffer, or a list of buffers stored one after another (a shard's parts).
+Encoded = bytes | memoryview | list[bytes | memoryview]
 
 
 def _nbytes(data: Encoded | None) -> int:
@@ -211,12 +210,13 @@ class Array(Node):
                                                    self._full_fill))  # fmt: skip
 
     def _encode(self, idx: ChunkIndex, chunk: np.ndarray, *, joined: bool = True) -> Encoded | None:
-        """The chunk's stored bytes; ``joined=False``: maybe as a list of buffers (a shard's parts, a
-        raw chunk's rows) that a store writes one after another."""
+        """The chunk's stored bytes; ``joined=False``: as a list of buffers, a shard's left unjoined."""
         if not self.write_empty_chunks and is_fill(chunk, self._meta.fill):
             return None
         try:
-            return self._pipeline.encode(chunk) if joined else self._pipeline.encode_parts(chunk)
+            if joined or self._pipeline.sharding is None:
+                return self._pipeline.encode(chunk)
+            return self._pipeline.encode_parts(chunk)
         except Exception as exc:
             raise ChunkError(idx, CodecError(f"encoding failed: {exc}"), key=self.chunk_key(idx)) from exc
 
@@ -351,7 +351,7 @@ class Array(Node):
         sel = normalize_selection(selection, self.shape)
         value = assigned_value(value, selection_shape(sel), self.dtype)
         parts = self._parts
-        order = "K" if self._pipeline.takes_views else "C"
+        order = "K" if self._pipeline.sharding is not None else "C"
 
         def write(p: Projection) -> None:
             region = self._grid.region_shape(p.index)
@@ -359,8 +359,8 @@ class Array(Node):
                 self._put(p.index, parts.write(p, value[p.out_selection], keep_empty=self.write_empty_chunks))
                 return
             if p.complete and region == self._meta.chunks:
-                # integer indices drop dimensions: restore them (and keep 0-d chunks 0-d); a shard or a
-                # raw chunk stays a view of ``value``, copied no more than its encoding needs
+                # integer indices drop dimensions: restore them (and keep 0-d chunks 0-d); a shard stays
+                # a view of ``value``: the sharding codec copies it out once, in inner-chunk order
                 chunk = np.asarray(value[p.out_selection], order=order).reshape(self._meta.chunks)
             else:
                 old = None if p.complete else self._load(p.index)

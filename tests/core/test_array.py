@@ -216,56 +216,6 @@ def test_encode_and_decode_chunk_are_inverse_and_deterministic() -> None:
     np.testing.assert_array_equal(a.read_chunk((1, 1, 1)), block)
 
 
-class PartsWatched(LocalStore):
-    """Local disk, noting how many buffers each put_parts was given (then writing them as ever)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.parts: list[int] = []
-
-    def put_parts(self, key: str, parts: Any, *, mode: Any = "overwrite") -> None:
-        self.parts.append(len(parts))
-        super().put_parts(key, parts, mode=mode)
-
-
-@pytest.mark.parametrize(
-    ("fmt", "codecs", "rows_written"),
-    [(3, None, True), (2, None, True), (3, [{"name": "bytes", "configuration": {"endian": "big"}}], False),
-     (3, [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd", "configuration": {"level": 1}}],
-      False)],
-    ids=["v3-raw", "v2-raw", "v3-big-endian", "v3-zstd"],
-)  # fmt: skip
-def test_raw_chunks_go_to_disk_as_their_rows_with_the_bytes_of_a_copy(tmp_path: Path, fmt: int, codecs: Any,
-                                                                      rows_written: bool) -> None:  # fmt: skip
-    """Chunks stored as their elements' bytes leave a large write as rows of the caller's array, no
-    copy first, where rows are at least 4 KiB; short rows, other codecs and other byte orders are
-    gathered as before. Either way the stored chunks equal those written from a contiguous copy."""
-    data = np.random.default_rng(3).random((64, 4096 + 64))
-    little = [{"name": "bytes", "configuration": {"endian": "little"}}]
-    raw = {"compressor": None} if fmt == 2 else {"codecs": codecs or little}
-    arrays = {}
-    for name, values in (("views", data), ("copies", None)):
-        store = PartsWatched(tmp_path / name)
-        a = zarrcore.create(store, shape=(64, 4096 + 64), chunks=(16, 1024), dtype="float64", zarr_format=fmt, **raw)
-        if values is None:
-            for index in a.chunk_indices():
-                a.write_chunk(index, np.ascontiguousarray(data[a.chunk_region(index)]))
-        else:
-            a[...] = values
-        arrays[name] = a
-    views = arrays["views"]
-    assert views.store.parts if rows_written else not views.store.parts  # type: ignore[attr-defined]
-    assert all(n == 16 for n in views.store.parts)  # type: ignore[attr-defined]  # a chunk's 16 rows of 8 KiB
-    for index in views.chunk_indices():
-        assert views.read_chunk_bytes(index) == arrays["copies"].read_chunk_bytes(index), index
-    np.testing.assert_array_equal(views[...], data)
-    short = PartsWatched(tmp_path / "short")
-    b = zarrcore.create(short, shape=(64, 600), chunks=(16, 200), dtype="float64", zarr_format=fmt, **raw)
-    b[...] = data[:, :600]  # rows of 1,600 bytes: gathered
-    assert not short.parts
-    np.testing.assert_array_equal(b[...], data[:, :600])
-
-
 @FORMATS
 def test_chunk_keys(fmt: int) -> None:
     assert make(fmt).chunk_key((1, 2, 0)) == ("c/1/2/0" if fmt == 3 else "1.2.0")

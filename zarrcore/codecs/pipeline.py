@@ -68,25 +68,6 @@ def _probe(chain: Chain, nbytes: int) -> None:
         data = encoded
 
 
-#: A raw chunk whose rows are at least this long goes to the store as its rows, where they lie in the
-#: caller's array: a store that writes a list of buffers (local disk) then copies nothing in Python.
-#: Shorter rows are gathered into one buffer first (one ``writev`` entry per short row costs more).
-RAW_ROW_BYTES = 4096
-
-
-def _rows(chunk: np.ndarray) -> list[np.ndarray] | None:
-    """A strided chunk's C-order bytes as its rows (views), when each row is contiguous and at least
-    :data:`RAW_ROW_BYTES` long and the rows follow one stride; ``None``: copy the chunk instead."""
-    if chunk.flags.c_contiguous or chunk.ndim < 2 or chunk.strides[-1] != chunk.itemsize:
-        return None
-    if chunk.shape[-1] * chunk.itemsize < RAW_ROW_BYTES:
-        return None
-    try:
-        return list(np.reshape(chunk, (-1, chunk.shape[-1]), copy=False))
-    except ValueError:  # leading axes that no single stride spans
-        return None
-
-
 def _light(chain: Chain, nbytes: int) -> bool:
     """Whether decoding a chunk is quick next to the Python around it: small chunks, no codec or
     only fast blosc. On CPython with a GIL one thread reads those fastest (a second only adds GIL
@@ -102,8 +83,8 @@ def _light(chain: Chain, nbytes: int) -> bool:
 class CodecPipeline:
     """Encodes a chunk-shaped ndarray to bytes and back; immutable once built."""
 
-    __slots__ = ("_chain", "_decoders", "_encoders", "_into", "_meta", "_plain", "_raw", "_shard_into", "_shards",
-                 "_stored_dtype", "_stored_nbytes",
+    __slots__ = ("_chain", "_decoders", "_encoders", "_into", "_meta", "_plain", "_shard_into", "_stored_dtype",
+                 "_stored_nbytes",
                  "chunk_shape", "dtype", "light", "nbytes")  # fmt: skip
     chunk_shape: tuple[int, ...]
     dtype: np.dtype
@@ -116,7 +97,6 @@ class CodecPipeline:
         chain = build_v3(meta, CodecPipeline) if meta.zarr_format == 3 else build_v2(meta)
         nbytes = int(np.prod(meta.chunks, dtype=np.int64)) * meta.dtype.itemsize
         _probe(chain, nbytes)
-        shards = chain.sharding is not None and not chain.bytes_codecs and not chain.array_stages
         fields = {
             "chunk_shape": meta.chunks, "dtype": meta.dtype, "nbytes": nbytes, "light": _light(chain, nbytes),
             "_meta": meta, "_chain": chain, "_encoders": chain.bytes_codecs,
@@ -129,10 +109,9 @@ class CodecPipeline:
             "_into": into_decoder(chain.bytes_codecs[0], nbytes)
             if chain.plain and chain.stored_dtype == meta.dtype and len(chain.bytes_codecs) == 1 else None,
             # a shard and nothing around it: its inner chunks decode into their places in the caller's array
-            "_shard_into": chain.sharding if shards and chain.stored_dtype == meta.dtype else None,
-            "_shards": shards,
-            # stored as the elements' own bytes, in C order: a chunk's rows are what is stored
-            "_raw": chain.plain and not chain.bytes_codecs and chain.stored_dtype == meta.dtype,
+            "_shard_into": chain.sharding
+            if chain.sharding is not None and not chain.bytes_codecs and not chain.array_stages
+            and chain.stored_dtype == meta.dtype else None,
         }  # fmt: skip
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -167,23 +146,13 @@ class CodecPipeline:
             return memoryview(ensure_contiguous_ndarray(data)).cast("B")
         return data  # type: ignore[no-any-return]
 
-    @property
-    def takes_views(self) -> bool:
-        """Whether :meth:`encode_parts` takes a chunk as it lies in the caller's array (any strides),
-        copying no more than it must: shards, and chunks stored as their raw bytes."""
-        return self._shards or self._raw
-
-    def encode_parts(self, chunk: np.ndarray) -> bytes | memoryview | list[Any]:
-        """:meth:`encode`'s bytes as one buffer, or as a list of buffers to be stored one after another:
-        a shard's index and inner chunks as they were encoded, when nothing encodes the shard further;
-        a raw chunk's rows as they lie in the caller's array, when they are long enough (no gather copy)."""
-        if self._shards:
-            return self._chain.sharding.encode_parts(np.asarray(chunk, dtype=self._stored_dtype))  # type: ignore[no-any-return]
-        if self._raw and chunk.dtype == self._stored_dtype:
-            rows = _rows(chunk)
-            if rows is not None:
-                return rows
-        return self.encode(chunk)
+    def encode_parts(self, chunk: np.ndarray) -> list[bytes | memoryview]:
+        """:meth:`encode`'s bytes as a list of buffers to be stored one after another: a shard's index and
+        inner chunks as they were encoded, when nothing encodes the shard further; else one buffer."""
+        sharding = self._chain.sharding
+        if sharding is None or self._encoders or self._chain.array_stages:
+            return [self.encode(chunk)]
+        return sharding.encode_parts(np.asarray(chunk, dtype=self._stored_dtype))
 
     @property
     def decodes_into(self) -> bool:
