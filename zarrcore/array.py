@@ -329,7 +329,9 @@ class Array(Node):
 
         def read(p: Projection) -> None:
             if parts is not None and not p.complete:
-                part = parts.read(p)
+                part = parts.read(p, out[p.out_selection])
+                if part.outcome == "placed":
+                    return
                 if part.outcome != "whole":
                     out[p.out_selection] = fill if part.values is None else part.values
                     return

@@ -72,15 +72,17 @@ class IndexCache:
 
 @dataclass(frozen=True, slots=True)
 class PartRead:
-    """What a partial read found: ``"values"`` (the selection's values), ``"missing"`` (the shard
-    is not stored: all fill value) or ``"whole"`` (read the whole shard instead: the selection
-    touches most of it, the shard changed between the requests, or its parts do not decode)."""
+    """What a partial read found: ``"values"`` (the selection's values), ``"placed"`` (they were
+    decoded straight into the caller's ``into``), ``"missing"`` (the shard is not stored: all fill
+    value) or ``"whole"`` (read the whole shard instead: the selection touches most of it, the shard
+    changed between the requests, or its parts do not decode)."""
 
-    outcome: Literal["values", "missing", "whole"]
+    outcome: Literal["values", "placed", "missing", "whole"]
     values: np.ndarray | None = None
 
 
 _MISSING = PartRead("missing")
+_PLACED = PartRead("placed")
 _WHOLE = PartRead("whole")
 
 
@@ -111,19 +113,24 @@ class ShardParts:
         """The shard at ``key`` is about to change: its kept index would only be refused."""
         self.indexes.drop(key)
 
-    def read(self, p: Projection) -> PartRead:
-        """``shard[p.chunk_selection]`` of the shard at ``p.index``."""
+    def read(self, p: Projection, into: np.ndarray | None = None) -> PartRead:
+        """``shard[p.chunk_selection]`` of the shard at ``p.index``. ``into``: the selection's place
+        in the caller's result; a box selection (slices of step 1) is decoded straight into it."""
         sharding = self.sharding
         box = selection_box(p.chunk_selection)
         if 2 * sharding.count_in(box) > sharding.count:
             return _WHOLE
+        if into is not None and into.shape != tuple(b.stop - b.start for b in box):
+            into = None  # an integer index dropped an axis: the box is not the result's shape
+        if into is not None and not all(s.step in (None, 1) for s in p.chunk_selection):  # type: ignore[union-attr]
+            into = None
         key = self.key(p.index)
         with telemetry.span(("zarrcore", "chunk", "read"), self.span_meta(p.index, key)) as m:
             fetched = _Fetch()
             part: np.ndarray | None = None
             cached = self.indexes.get(key)
             if cached is not None:
-                part = self._read_box(key, box, *cached, fetched)
+                part = self._read_box(key, box, *cached, fetched, into=into)
                 if part is None:
                     self.indexes.drop(key)  # replaced (or gone) since: read its index again
             if part is None:
@@ -139,7 +146,7 @@ class ShardParts:
                 except CodecError:
                     index = None
                 if index is not None:
-                    part = self._read_box(key, box, version, index, fetched, verify=False)
+                    part = self._read_box(key, box, version, index, fetched, verify=False, into=into)
                 if part is None:
                     m.update(meta_stored=True, encoded_bytes=fetched.nbytes, decoded_bytes=0,
                              requests=fetched.requests, meta_whole_read=True)  # fmt: skip
@@ -148,20 +155,25 @@ class ShardParts:
                     self.indexes.put(key, version, index)
             m.update(meta_stored=True, encoded_bytes=fetched.nbytes, decoded_bytes=part.nbytes,
                      requests=fetched.requests)  # fmt: skip
-        return PartRead("values", part[box_selection(p.chunk_selection, box)])
+        return _PLACED if into is not None else PartRead("values", part[box_selection(p.chunk_selection, box)])
 
     def _read_box(
         self, key: str, box: tuple[slice, ...], version: str | None, index: np.ndarray, fetched: _Fetch,
-        *, verify: bool = True,
+        *, verify: bool = True, into: np.ndarray | None = None,
     ) -> np.ndarray | None:
-        """``box`` of the shard at ``key`` from its ``index``, the ranges read only from ``version``;
-        ``None`` when that version is gone or the bytes do not decode. With ``verify`` (an index kept
-        from earlier), a box that needs no range still makes one request, so that a replaced shard
-        is never answered from an old index."""
+        """``box`` of the shard at ``key`` from its ``index``, the ranges read only from ``version``,
+        in ``into`` when given (of the box's shape) or in a new array; ``None`` when that version is
+        gone or the bytes do not decode. With ``verify`` (an index kept from earlier), a box that needs
+        no range still makes one request, so that a replaced shard is never answered from an old index."""
         parts = self.sharding.parts_in(box, index)
         if verify and not parts:
             return None  # nothing to read would check the version: read the index instead
-        out = self.sharding.empty_box(box)
+        if into is None:
+            out = self.sharding.empty_box(box)
+        else:
+            out = into
+            if len(parts) < self.sharding.count_in(box):  # inner chunks not stored read as the fill value
+                out[...] = self.sharding.fill
         if not parts:
             return out
         try:

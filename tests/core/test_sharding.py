@@ -296,6 +296,25 @@ def test_a_partial_write_into_a_damaged_shard_fails_and_changes_nothing(tmp_path
 # ---------------------------------------------------------------------------------- partial reads
 
 
+def test_random_small_reads_match_numpy_with_and_without_kept_indexes(tmp_path: Path) -> None:
+    """Small reads (boxes decoded straight into the result, steps, integer indices) give numpy's values,
+    over empty inner chunks too, on a cold array and again with its shard indexes kept."""
+    data = sample((96, 90), "float64", seed=5)
+    data[40:52, 30:45] = 0  # whole empty inner chunks inside stored shards
+    a = zarrcore.create(tmp_path / "a.zarr", shape=data.shape, chunks=(6, 5), shards=(24, 30), dtype="float64",
+                        fill_value=0)  # fmt: skip
+    a[...] = data
+    rng = np.random.default_rng(11)
+    selections: list[Any] = []
+    for _ in range(60):
+        y0, x0 = int(rng.integers(0, 90)), int(rng.integers(0, 85))
+        y1, x1 = y0 + int(rng.integers(1, 7)), x0 + int(rng.integers(1, 6))
+        selections += [(slice(y0, y1), slice(x0, x1)), (y0, slice(x0, x1)), (slice(y0, y1, 2), slice(x0, x1))]
+    for opened in (zarrcore.open_array(tmp_path / "a.zarr"), a):  # cold, then the writer's kept indexes
+        for sel in selections:
+            np.testing.assert_array_equal(opened[sel], data[sel], err_msg=str(sel))
+
+
 def test_small_reads_fetch_the_index_and_only_the_inner_chunks_they_touch(tmp_path: Path) -> None:
     data = sample((100, 100), seed=2)
     data[:] += 1  # no empty inner chunks

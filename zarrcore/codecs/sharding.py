@@ -96,6 +96,8 @@ class ShardingCodec:
         self.shard_shape = shard_shape
         self.grid = tuple(s // c for s, c in zip(shard_shape, self.inner_shape, strict=True))
         self.count = math.prod(self.grid)
+        #: How far apart neighbours along each axis of the grid are in the index (C order).
+        self._grid_strides = tuple(math.prod(self.grid[i + 1 :]) for i in range(len(self.grid)))
         if self.count > 2**31:
             raise CodecError(f"{self.count} inner chunks per shard (shard {list(shard_shape)}, inner chunks "
                              f"{list(self.inner_shape)}); at most 2**31 are supported")
@@ -215,9 +217,10 @@ class ShardingCodec:
     def inner_chunks_in(self, box: tuple[slice, ...]) -> Iterator[tuple[int, tuple[slice, ...]]]:
         """The inner chunks (index row, region in the shard) that a box of the shard overlaps."""
         spans = [range(b.start // c, -(-b.stop // c)) for b, c in zip(box, self.inner_shape, strict=True)]
+        inner, strides = self.inner_shape, self._grid_strides
         for cell in itertools.product(*spans):
-            region = tuple(slice(k * c, (k + 1) * c) for k, c in zip(cell, self.inner_shape, strict=True))
-            yield int(np.ravel_multi_index(cell, self.grid)), region
+            region = tuple(slice(k * c, (k + 1) * c) for k, c in zip(cell, inner, strict=True))
+            yield sum(k * s for k, s in zip(cell, strides, strict=True)), region
 
     def count_in(self, box: tuple[slice, ...]) -> int:
         """How many inner chunks a box of the shard overlaps."""
