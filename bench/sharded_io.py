@@ -4,6 +4,7 @@ its own codec pipeline and on the zarrs package's Rust one) and tensorstore side
     python -m bench.sharded_io                  # float32 4096x4096 (64 MiB): 4 MiB shards of 64 KiB chunks, zstd-1
     python -m bench.sharded_io --store local    # the same on local disk (a temporary folder)
     python -m bench.sharded_io --quick          # one round, fewer reads
+    python -m bench.sharded_io --store local --contenders zarrcore --ops write --repeat 9   # one op, one contender
 
 zarrcore creates the array; then each contender, in turn and on the same random positions:
 
@@ -45,6 +46,7 @@ CONTENDERS = ["zarrcore", "zarr-python+zarrs", "zarr-python", "tensorstore"]
 REFS = ["zarr-python+zarrs", "zarr-python", "tensorstore"]
 BUCKET, PREFIX = "bench-sharded", "a.zarr"
 WINDOW = 256
+OPS = ["write", "point", "window", "whole", "update"]
 
 
 class _Sliced:
@@ -173,7 +175,7 @@ def place(kind: str) -> Iterator[tuple[str, int | None]]:
 
 
 def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: int, concurrency: int,
-        contenders: list[str], store: str = "s3") -> tuple[list[Row], str]:  # fmt: skip
+        contenders: list[str], store: str = "s3", only: list[str] | None = None) -> tuple[list[Row], str]:  # fmt: skip
     side = int((size_mib * MiB / 4) ** 0.5)
     shard_side, chunk_side = int((shard_kib * 1024 / 4) ** 0.5), int((chunk_kib * 1024 / 4) ** 0.5)
     data = make_source((side, side))
@@ -204,6 +206,7 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
             "whole": (lambda r: r.read(...), data.nbytes),
             "update": (lambda r: [r.write(w, data[w]) for w in rows], len(rows) * 300 * 4),
         }
+        ops = {op: job for op, job in ops.items() if only is None or op in only}
         for rnd in range(repeat):
             for name, reader in opened.items():
                 for op, (fn, nbytes) in ops.items():
@@ -233,14 +236,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--store", choices=["s3", "local"], default="s3")
+    p.add_argument("--ops", help=f"comma-separated, from: {', '.join(OPS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="smoke run: 16 MiB, 20 reads, one round")
     p.add_argument("--json")
     a = p.parse_args(argv)
+    if a.ops and set(a.ops.split(",")) - set(OPS):
+        p.error(f"--ops: unknown {sorted(set(a.ops.split(',')) - set(OPS))}; known: {', '.join(OPS)}")
     if a.quick:
         a.size_mib, a.reads, a.repeat = 16, 20, 1
     rows, title = run(size_mib=a.size_mib, shard_kib=a.shard_kib, chunk_kib=a.chunk_kib, reads=a.reads,
                       repeat=a.repeat, concurrency=a.concurrency, contenders=a.contenders.split(","),
-                      store=a.store)  # fmt: skip
+                      store=a.store, only=a.ops.split(",") if a.ops else None)  # fmt: skip
     print(format_table(rows, REFS, title=title))
     if a.json:
         save_rows(rows, a.json)
