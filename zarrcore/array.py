@@ -214,9 +214,7 @@ class Array(Node):
         if not self.write_empty_chunks and is_fill(chunk, self._meta.fill):
             return None
         try:
-            if joined or self._pipeline.sharding is None:
-                return self._pipeline.encode(chunk)
-            return self._pipeline.encode_parts(chunk)
+            return self._pipeline.encode(chunk) if joined else self._pipeline.encode_parts(chunk)
         except Exception as exc:
             raise ChunkError(idx, CodecError(f"encoding failed: {exc}"), key=self.chunk_key(idx)) from exc
 

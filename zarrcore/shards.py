@@ -120,10 +120,9 @@ class ShardParts:
         box = selection_box(p.chunk_selection)
         if 2 * sharding.count_in(box) > sharding.count:
             return _WHOLE
-        if into is not None and into.shape != tuple(b.stop - b.start for b in box):
-            into = None  # an integer index dropped an axis: the box is not the result's shape
-        if into is not None and not all(s.step in (None, 1) for s in p.chunk_selection):  # type: ignore[union-attr]
-            into = None
+        if into is not None and (into.shape != tuple(b.stop - b.start for b in box)  # an integer index dropped an axis
+                                 or any(s.step not in (None, 1) for s in p.chunk_selection)):  # type: ignore[union-attr]
+            into = None  # not a box of the result: decode into a box of the shard, then copy the selection
         key = self.key(p.index)
         with telemetry.span(("zarrcore", "chunk", "read"), self.span_meta(p.index, key)) as m:
             fetched = _Fetch()

@@ -83,9 +83,8 @@ def _light(chain: Chain, nbytes: int) -> bool:
 class CodecPipeline:
     """Encodes a chunk-shaped ndarray to bytes and back; immutable once built."""
 
-    __slots__ = ("_chain", "_decoders", "_encoders", "_into", "_meta", "_plain", "_shard_into", "_stored_dtype",
-                 "_stored_nbytes",
-                 "chunk_shape", "dtype", "light", "nbytes")  # fmt: skip
+    __slots__ = ("_bare_shard", "_chain", "_decoders", "_encoders", "_into", "_meta", "_plain", "_shard_into",
+                 "_stored_dtype", "_stored_nbytes", "chunk_shape", "dtype", "light", "nbytes")  # fmt: skip
     chunk_shape: tuple[int, ...]
     dtype: np.dtype
     #: The size of a decoded chunk in bytes.
@@ -97,6 +96,8 @@ class CodecPipeline:
         chain = build_v3(meta, CodecPipeline) if meta.zarr_format == 3 else build_v2(meta)
         nbytes = int(np.prod(meta.chunks, dtype=np.int64)) * meta.dtype.itemsize
         _probe(chain, nbytes)
+        # a shard and nothing around it: stored as the sharding codec's parts, decoded by it in place
+        bare_shard = chain.sharding if not chain.bytes_codecs and not chain.array_stages else None
         fields = {
             "chunk_shape": meta.chunks, "dtype": meta.dtype, "nbytes": nbytes, "light": _light(chain, nbytes),
             "_meta": meta, "_chain": chain, "_encoders": chain.bytes_codecs,
@@ -108,10 +109,9 @@ class CodecPipeline:
             # one blosc or zstd codec and nothing else to do: decode straight into the caller's buffer
             "_into": into_decoder(chain.bytes_codecs[0], nbytes)
             if chain.plain and chain.stored_dtype == meta.dtype and len(chain.bytes_codecs) == 1 else None,
-            # a shard and nothing around it: its inner chunks decode into their places in the caller's array
-            "_shard_into": chain.sharding
-            if chain.sharding is not None and not chain.bytes_codecs and not chain.array_stages
-            and chain.stored_dtype == meta.dtype else None,
+            "_bare_shard": bare_shard,
+            # its inner chunks decode into their places in the caller's array
+            "_shard_into": bare_shard if chain.stored_dtype == meta.dtype else None,
         }  # fmt: skip
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -146,13 +146,13 @@ class CodecPipeline:
             return memoryview(ensure_contiguous_ndarray(data)).cast("B")
         return data  # type: ignore[no-any-return]
 
-    def encode_parts(self, chunk: np.ndarray) -> list[bytes | memoryview]:
-        """:meth:`encode`'s bytes as a list of buffers to be stored one after another: a shard's index and
-        inner chunks as they were encoded, when nothing encodes the shard further; else one buffer."""
-        sharding = self._chain.sharding
-        if sharding is None or self._encoders or self._chain.array_stages:
-            return [self.encode(chunk)]
-        return sharding.encode_parts(np.asarray(chunk, dtype=self._stored_dtype))
+    def encode_parts(self, chunk: np.ndarray) -> bytes | memoryview | list[bytes | memoryview]:
+        """:meth:`encode`'s bytes, as a list of buffers to be stored one after another where that saves
+        joining them (a shard's index and inner chunks as encoded, when nothing encodes the shard
+        further), else as the one buffer :meth:`encode` gives."""
+        if self._bare_shard is None:
+            return self.encode(chunk)
+        return self._bare_shard.encode_parts(np.asarray(chunk, dtype=self._stored_dtype))
 
     @property
     def decodes_into(self) -> bool:
