@@ -86,6 +86,22 @@ _PLACED = PartRead("placed")
 _WHOLE = PartRead("whole")
 
 
+#: A thread keeps its read buffer for the next partial read up to this size: memory used again is not
+#: faulted in again (fresh memory costs a page fault per 4 KiB, as much as the copy into it).
+SCRATCH_MAX = 4 << 20
+_scratch_of = threading.local()
+
+
+def _scratch(nbytes: int) -> memoryview:
+    """``nbytes`` of the calling thread's read buffer, valid until the thread's next partial read."""
+    buf: bytearray | None = getattr(_scratch_of, "buf", None)
+    if buf is None or len(buf) < nbytes:
+        buf = bytearray(nbytes)
+        if nbytes <= SCRATCH_MAX:
+            _scratch_of.buf = buf
+    return memoryview(buf)[:nbytes]
+
+
 @dataclass
 class _Fetch:
     """The requests one partial read made: their count and bytes, for its telemetry."""
@@ -177,8 +193,9 @@ class ShardParts:
             return out
         try:
             ranges = [RangeRequest(p.start, p.stop) for p in parts]
-            datas = self.store.get_ranges(key, ranges, version=version)
-            fetched.add(datas, len(coalesce(ranges)))
+            into_ = _scratch(sum(p.stop - p.start for p in parts))
+            datas = self.store.get_ranges(key, ranges, version=version, into=into_)
+            fetched.add(datas, len(coalesce(ranges, gap=self.store.range_gap)))
             light = self.sharding.inner.light  # as in Array.__getitem__: quick codecs read on one thread
             run_all(lambda pd: self.sharding.place(out, box, *pd), zip(parts, datas, strict=True), self.store,
                     cpu_workers=1 if light else None)  # fmt: skip

@@ -4,6 +4,7 @@ shards fail clearly without losing anything."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 import zarrcore
 from tests.fixtures.instrumented import InstrumentedStore
+from zarrcore import shards
 from zarrcore.codecs.sharding import EMPTY, ShardingCodec
 from zarrcore.errors import ChunkError, CodecError, MetadataError
 from zarrcore.storage import LocalStore
@@ -313,6 +315,34 @@ def test_random_small_reads_match_numpy_with_and_without_kept_indexes(tmp_path: 
     for opened in (zarrcore.open_array(tmp_path / "a.zarr"), a):  # cold, then the writer's kept indexes
         for sel in selections:
             np.testing.assert_array_equal(opened[sel], data[sel], err_msg=str(sel))
+
+
+def test_small_reads_from_many_threads_at_once_each_get_their_own_values(tmp_path: Path) -> None:
+    """Each thread reads a shard's ranges into a buffer of its own, used again by its next read:
+    reads from four threads at once (each also using the pool's threads) never see another's bytes."""
+    data = sample((240, 240), "float32", seed=8)
+    a = zarrcore.create(tmp_path / "a.zarr", shape=data.shape, chunks=(12, 12), shards=(60, 60), dtype="float32")
+    a[...] = data
+    rng = np.random.default_rng(3)
+    corners = [(int(y), int(x)) for y, x in rng.integers(0, 210, size=(200, 2))]
+    windows = [(slice(y, y + 30), slice(x, x + 25)) for y, x in corners]
+
+    def reads(part: list[Any]) -> list[np.ndarray]:
+        return [a[w] for w in part]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(reads, [windows[n::4] for n in range(4)]))
+    for n, answer in enumerate(answers):
+        for w, got in zip(windows[n::4], answer, strict=True):
+            np.testing.assert_array_equal(got, data[w], err_msg=str(w))
+
+
+def test_a_thread_keeps_a_read_buffer_only_up_to_its_bound() -> None:
+    first = shards._scratch(1000)
+    assert np.shares_memory(np.frombuffer(shards._scratch(500), np.uint8), np.frombuffer(first, np.uint8))
+    big = shards._scratch(shards.SCRATCH_MAX + 1)  # a read this large gets a buffer of its own, not kept
+    assert not np.shares_memory(np.frombuffer(shards._scratch(1000), np.uint8), np.frombuffer(big, np.uint8))
+    assert np.shares_memory(np.frombuffer(shards._scratch(1000), np.uint8), np.frombuffer(first, np.uint8))
 
 
 def test_small_reads_fetch_the_index_and_only_the_inner_chunks_they_touch(tmp_path: Path) -> None:

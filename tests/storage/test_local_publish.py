@@ -18,6 +18,7 @@ import pytest
 
 import zarrcore
 from zarrcore.errors import AlreadyExists, StoreError
+from zarrcore.storage.base import RangeRequest
 from zarrcore.storage.local import TMP_PREFIX, UNNAMED_FILES, LocalStore
 
 WAYS = [pytest.param(True, id="unnamed"), pytest.param(False, id="named")]
@@ -103,6 +104,36 @@ def test_parts_written_by_a_kernel_that_writes_short_still_land_whole(
     assert store.get("c/0/0") == b"".join(bytes(p) for p in parts)
     assert store.get("c/0/1") == b"y" * 50_000
     assert calls.count("writev") > 1 and calls.count("write") > 1  # the cut happened, and was continued
+
+
+def test_ranges_read_into_the_buffer_one_read_per_run_of_touching_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On local disk ``get_ranges`` reads only the bytes asked: ranges that touch share one read, the
+    others each have their own (the bytes between are not read), and given a buffer the answers are
+    views of it. A kernel that reads at most 7,777 bytes a call is continued where it stopped."""
+    data = np.random.default_rng(1).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+    store = LocalStore(tmp_path)
+    store.put("s/0", data)
+    real = os.preadv
+    reads: list[tuple[int, int]] = []
+
+    def preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        n = real(fd, [memoryview(buffers[0])[:7_777]], offset)
+        reads.append((offset, n))
+        return n
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    ranges = [RangeRequest(150_000, 160_000), RangeRequest(0, 10_000), RangeRequest(10_000, 30_000),
+              RangeRequest(199_000, 201_000)]  # fmt: skip
+    buffer = memoryview(bytearray(100_000))
+    got = store.get_ranges("s/0", ranges, into=buffer)
+    monkeypatch.undo()
+    assert [bytes(g) for g in got] == [data[r.start : r.end] for r in ranges]
+    assert all(np.shares_memory(np.frombuffer(g, np.uint8), np.frombuffer(buffer, np.uint8)) for g in got)
+    assert sum(n for _, n in reads) == 10_000 + 30_000 + 1_000  # only the bytes asked, once each
+    assert {offset for offset, _ in reads} >= {0, 150_000, 199_000} and max(n for _, n in reads) == 7_777
+    assert store.get_ranges("s/0", ranges[:1]) == [memoryview(data)[150_000:160_000]]  # no buffer: its own bytes
 
 
 @pytest.mark.parametrize("unnamed", WAYS)

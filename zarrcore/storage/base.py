@@ -143,6 +143,9 @@ class Store(abc.ABC):
     #: one thread per core; ``"latency"`` where it waits on a network or a disk flush, so slicing keeps
     #: many requests in flight (see :mod:`zarrcore.pool`).
     io_kind: IOKind = "latency"
+    #: Byte ranges of one object at most this many bytes apart are read with one request (see
+    #: :meth:`get_ranges`): on an object store another request costs more than a few hundred KiB more.
+    range_gap: int = 1 << 20
 
     @property
     @abc.abstractmethod
@@ -227,12 +230,16 @@ class Store(abc.ABC):
         return f"{type(self).__name__}({self.url!r})"
 
     def get_ranges(
-        self, key: str, ranges: Sequence[RangeRequest], *, version: str | None = None
+        self, key: str, ranges: Sequence[RangeRequest], *, version: str | None = None, into: memoryview | None = None
     ) -> list[bytes | memoryview]:
         """The bytes of each of ``ranges`` of one object, in the order asked. Ranges close together
         share one request (the rule is :func:`zarrcore.storage.ranges.coalesce`), the requests in
         flight together; given ``version``, each is read only from that version of the object (see
-        :meth:`get_versioned`). Raises ``NotFound`` or ``PreconditionFailed`` as ``get_versioned`` does."""
+        :meth:`get_versioned`). Raises ``NotFound`` or ``PreconditionFailed`` as ``get_versioned`` does.
+
+        ``into`` (at least the ranges' total length) is memory the caller reuses: a store that copies
+        the bytes anyway (local disk) may read them into it, one range after another, and answer views
+        of it, valid until the caller reuses it. Stores whose bytes arrive as objects of their own ignore it."""
         from zarrcore.storage.ranges import read_ranges  # ranges builds on this module
 
         return read_ranges(self, key, ranges, version=version)

@@ -11,7 +11,8 @@ import secrets
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 
-__all__ = ["TMP_PREFIX", "UNNAMED_FILES", "Taken", "Unnamed", "put_named", "put_unnamed", "read_all"]
+__all__ = ["TMP_PREFIX", "UNNAMED_FILES", "Taken", "Unnamed", "pread_all", "pread_into", "put_named", "put_unnamed",
+           "read_all"]
 
 #: Temporary files carry this prefix; listings skip them.
 TMP_PREFIX = ".zarrcore-tmp-"
@@ -54,6 +55,23 @@ def read_all(fd: int, hint: int) -> bytes:
     while chunk := os.read(fd, 1 << 24):  # then to the end (a file that grew, or a short read)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def pread_all(fd: int, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of the file open at ``fd`` (fewer at its end)."""
+    parts = []
+    while start < stop and (piece := os.pread(fd, stop - start, start)):
+        parts.append(piece)
+        start += len(piece)
+    return b"".join(parts)
+
+
+def pread_into(fd: int, buf: memoryview, start: int) -> int:
+    """Fill ``buf`` from offset ``start`` of the file open at ``fd``; the bytes read (fewer at its end)."""
+    done = 0
+    while done < len(buf) and (n := os.preadv(fd, [buf[done:]], start + done)):
+        done += n
+    return done
 
 
 @contextlib.contextmanager

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from zarrcore.pool import run_all
-from zarrcore.storage.base import RangeRequest
-
-if TYPE_CHECKING:
-    from zarrcore.storage.base import Store
+from zarrcore.storage.base import RangeRequest, Store
 
 __all__ = ["COALESCE_GAP", "COALESCE_MAX", "Run", "coalesce", "read_ranges"]
 
-#: Ranges at most this many bytes apart are fetched with one request (on object stores another request
-#: costs more than reading a few hundred KiB more; zarr-python's default too)...
-COALESCE_GAP = 1 << 20
+#: Ranges at most this many bytes apart are fetched with one request, unless the store says otherwise
+#: (:attr:`~zarrcore.storage.base.Store.range_gap`; zarr-python's default too)...
+COALESCE_GAP = Store.range_gap
 #: ... as long as that request stays within this many bytes.
 COALESCE_MAX = 16 << 20
 
@@ -69,5 +65,5 @@ def read_ranges(
         for n in run.members:
             out[n] = view[ranges[n].start - run.start : ranges[n].end - run.start]
 
-    run_all(fetch, coalesce(ranges), store)
+    run_all(fetch, coalesce(ranges, gap=store.range_gap), store)
     return out
