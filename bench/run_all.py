@@ -2,7 +2,7 @@
 
     python -m bench.run_all                 # the full run (about 10-15 minutes on 2 cores)
     python -m bench.run_all --quick         # a smoke run of every case (about 2 minutes)
-    python -m bench.run_all --cold          # cases 1 and 2 also cold, beside warm
+    python -m bench.run_all --cold          # cases 1, 2 and 7 also cold, beside warm
     python -m bench.run_all --skip s3,flows --json results.json
 
 Cases: 1. local disk, 4 MiB chunks; 2. local disk, 64 KiB chunks; 3. S3 (moto); 4-6. the ingest
@@ -22,7 +22,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bench import flows_overhead, local_io, s3_io, sharded_io
-from bench._coldwarm import median_ratio
+from bench._coldwarm import format_cold_warm, median_ratio
 from bench._common import Row, format_table, machine, versions
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="rounds per case (best taken); the short cases (4 MiB, S3, flows) run at least 5")  # fmt: skip
     p.add_argument("--quiet-wait", type=float, default=15.0, help="max seconds to wait for a quiet machine per run")
     p.add_argument("--cold", action="store_true",
-                   help="cases 1 and 2 also cold (a fresh process per round, no warm-up), side by side")  # fmt: skip
+                   help="cases 1, 2 and 7 also cold (a fresh process per round, no warm-up), side by side")  # fmt: skip
     p.add_argument("--json", help="save every row and figure here")
     a = p.parse_args(argv)
     skip = set(filter(None, a.skip.split(",")))
@@ -128,11 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     for where in ("local", "s3"):
         if "sharded" in skip:
             break
-        rows, title = sharded_io.run(size_mib=16 if a.quick else 64, shard_kib=4096, chunk_kib=64,
-                                     reads=20 if a.quick else 100, repeat=repeat, concurrency=16,
-                                     contenders=sharded_io.CONTENDERS, store=where)  # fmt: skip
+        rows, title, cold = sharded_io.run(size_mib=16 if a.quick else 64, shard_kib=4096, chunk_kib=64,
+                                           reads=20 if a.quick else 100, repeat=repeat, concurrency=16,
+                                           contenders=sharded_io.CONTENDERS, store=where, cold=a.cold)  # fmt: skip
         print(format_table(rows, sharded_io.REFS, title=title) + "\n", flush=True)
         saved[f"sharded-{where}"] = [asdict(r) for r in rows]
+        if cold:
+            both = title.replace(f"best of {repeat}", f"cold beside warm, rounds: {repeat}")
+            print(format_cold_warm(rows, cold, sharded_io.REFS, title=both) + "\n", flush=True)
+            saved[f"sharded-{where}-cold"] = [asdict(r) for r in cold]
 
     if checks:
         print("targets (a negative goal is an upper bound):")
