@@ -22,7 +22,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bench import flows_overhead, local_io, s3_io, sharded_io
-from bench._coldwarm import format_cold_warm, median_ratio
+from bench._coldwarm import median_ratio
 from bench._common import Row, format_table, machine, versions
 
 
@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(rows, sharded_io.REFS, title=title) + "\n", flush=True)
         saved[f"sharded-{where}"] = [asdict(r) for r in rows]
         if cold:
-            both = title.replace(f"best of {repeat}", f"cold beside warm, rounds: {repeat}")
-            print(format_cold_warm(rows, cold, sharded_io.REFS, title=both) + "\n", flush=True)
+            print(sharded_io.cold_table(rows, cold, title, repeat) + "\n", flush=True)
             saved[f"sharded-{where}-cold"] = [asdict(r) for r in cold]
 
     if checks:

@@ -297,6 +297,12 @@ def run(*, size_mib: float, shard_kib: int, chunk_kib: int, reads: int, repeat: 
     return ordered(best), title, ordered(cold_best)
 
 
+def cold_table(warm: list[Row], cold: list[Row], title: str, repeat: int) -> str:
+    """The cold rounds beside the warm ones, under ``title`` (the warm table's)."""
+    both = title.replace(f"best of {repeat}", f"cold beside warm, rounds: {repeat}")
+    return format_cold_warm(warm, cold, REFS, title=both)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size-mib", type=float, default=64)
@@ -326,8 +332,7 @@ def main(argv: list[str] | None = None) -> None:
                             store=a.store, only=a.ops.split(",") if a.ops else None, cold=a.cold)  # fmt: skip
     print(format_table(rows, REFS, title=title))
     if cold:
-        both = title.replace(f"best of {a.repeat}", f"cold beside warm, rounds: {a.repeat}")
-        print("\n" + format_cold_warm(rows, cold, REFS, title=both))
+        print("\n" + cold_table(rows, cold, title, a.repeat))
     if a.json:
         save_rows(rows + [replace(r, extra={**r.extra, "mode": "cold"}) for r in cold], a.json)
 

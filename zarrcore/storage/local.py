@@ -43,7 +43,7 @@ from zarrcore.storage.files import (
     put_unnamed,
     read_all,
 )
-from zarrcore.storage.ranges import coalesce
+from zarrcore.storage.ranges import coalesce, split_run
 from zarrcore.storage.urls import parse_url
 
 __all__ = ["TMP_PREFIX", "UNNAMED_FILES", "LocalStore"]
@@ -218,13 +218,12 @@ class LocalStore(Store):
             for run in runs:
                 start, stop = min(run.start, size), min(run.stop, size)
                 if buf is None:
-                    data = memoryview(pread_all(fd, start, stop))
+                    data: bytes | memoryview = pread_all(fd, start, stop)
                 else:
                     data = buf[offset : offset + stop - start]
                     data = data[: pread_into(fd, data, start)]
                     offset += stop - start
-                for n in run.members:
-                    out[n] = data[ranges[n].start - run.start : ranges[n].end - run.start]
+                split_run(run, data, ranges, out)
         return out
 
     def _writable(self, key: str) -> None:

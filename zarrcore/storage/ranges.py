@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from zarrcore.pool import run_all
 from zarrcore.storage.base import RangeRequest, Store
 
-__all__ = ["COALESCE_GAP", "COALESCE_MAX", "Run", "coalesce", "read_ranges"]
+__all__ = ["COALESCE_GAP", "COALESCE_MAX", "Run", "coalesce", "read_ranges", "split_run"]
 
 #: Ranges at most this many bytes apart are fetched with one request, unless the store says otherwise
 #: (:attr:`~zarrcore.storage.base.Store.range_gap`; zarr-python's default too)...
@@ -58,12 +58,20 @@ def read_ranges(
 
     def fetch(run: Run) -> None:
         data, _ = store.get_versioned(key, RangeRequest(run.start, run.stop), version=version)
-        if len(run.members) == 1 and ranges[run.members[0]] == RangeRequest(run.start, run.stop):
-            out[run.members[0]] = data
-            return
-        view = memoryview(data).cast("B")
-        for n in run.members:
-            out[n] = view[ranges[n].start - run.start : ranges[n].end - run.start]
+        split_run(run, data, ranges, out)
 
     run_all(fetch, coalesce(ranges, gap=store.range_gap), store)
     return out
+
+
+def split_run(
+    run: Run, data: bytes | memoryview, ranges: Sequence[RangeRequest], out: list[bytes | memoryview]
+) -> None:
+    """Put each range of ``run`` in its place in ``out``, cut from ``data`` (the run's bytes, which may
+    stop short at the object's end)."""
+    if len(run.members) == 1 and ranges[run.members[0]] == RangeRequest(run.start, run.stop):
+        out[run.members[0]] = data
+        return
+    view = memoryview(data).cast("B")
+    for n in run.members:
+        out[n] = view[ranges[n].start - run.start : ranges[n].end - run.start]
