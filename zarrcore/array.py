@@ -17,14 +17,14 @@ from zarrcore import grid, streams, telemetry
 from zarrcore.attributes import Attributes
 from zarrcore.codecs import CodecPipeline
 from zarrcore.errors import ChunkError, CodecError, NotFound, SelectionError
-from zarrcore.grid import ChunkGrid, Projection, assigned_value, grown_shape, normalize_selection, selection_shape
+from zarrcore.grid import ChunkGrid, grown_shape
 from zarrcore.info import array_info
 from zarrcore.metadata import ArrayMetadata
 from zarrcore.metadata.dtypes import is_fill
 from zarrcore.nodes import Node, write_node
-from zarrcore.pool import run_all
 from zarrcore.resizing import trim_chunks
 from zarrcore.shards import ShardParts
+from zarrcore.slicing import read_selection, write_selection
 from zarrcore.spec import normalize_shape
 from zarrcore.storage.base import Store, join_key
 
@@ -39,11 +39,6 @@ def _nbytes(data: Encoded | None) -> int:
     if data is None:
         return 0
     return sum(memoryview(b).nbytes for b in data) if isinstance(data, list) else memoryview(data).nbytes
-
-
-def _row(p: Projection) -> ChunkIndex:
-    """A chunk's row: its index without the last dimension (its folder, with the '/' key separator)."""
-    return p.index[:-1]
 
 
 class Array(Node):
@@ -318,57 +313,12 @@ class Array(Node):
         self.check_writable()
         self.store.delete(self.chunk_key(self._grid.check_index(index)))
 
-    # -- slicing ---------------------------------------------------------------------------------
+    # -- slicing (zarrcore.slicing) --------------------------------------------------------------
     def __getitem__(self, selection: Any) -> Any:
-        sel = normalize_selection(selection, self.shape)
-        out = np.empty(selection_shape(sel), dtype=self.dtype)
-        fill, parts = self._meta.fill, self._parts
-        into, takes = self._pipeline.decodes_into, self._pipeline.takes
-
-        def read(p: Projection) -> None:
-            if parts is not None and not p.complete:
-                part = parts.read(p, out[p.out_selection])
-                if part.outcome == "placed":
-                    return
-                if part.outcome != "whole":
-                    out[p.out_selection] = fill if part.values is None else part.values
-                    return
-            target = out[(*p.out_selection, ...)] if into and p.complete else None  # a whole chunk's place
-            if target is not None and not takes(target):
-                target = None
-            chunk = self._load(p.index, target)
-            if chunk is None:
-                out[p.out_selection] = fill
-            elif chunk is not target:
-                out[p.out_selection] = chunk[p.chunk_selection]
-
-        light = self._pipeline.light  # quick to decode: one thread is fastest on memory and local disk
-        run_all(read, self._grid.project(sel), self.store, row=_row, cpu_workers=1 if light else None)
-        return out[()] if out.ndim == 0 else out
+        return read_selection(self, selection)
 
     def __setitem__(self, selection: Any, value: Any) -> None:
-        self.check_writable()
-        sel = normalize_selection(selection, self.shape)
-        value = assigned_value(value, selection_shape(sel), self.dtype)
-        parts = self._parts
-        order = "K" if self._pipeline.sharding is not None else "C"
-
-        def write(p: Projection) -> None:
-            region = self._grid.region_shape(p.index)
-            if parts is not None and not p.complete:
-                self._put(p.index, parts.write(p, value[p.out_selection], keep_empty=self.write_empty_chunks))
-                return
-            if p.complete and region == self._meta.chunks:
-                # integer indices drop dimensions: restore them (and keep 0-d chunks 0-d); a shard stays
-                # a view of ``value``: the sharding codec copies it out once, in inner-chunk order
-                chunk = np.asarray(value[p.out_selection], order=order).reshape(self._meta.chunks)
-            else:
-                old = None if p.complete else self._load(p.index)
-                chunk = np.array(self._full_fill() if old is None else old)
-                chunk[p.chunk_selection] = value[p.out_selection]
-            self._put(p.index, self._encode(p.index, chunk, joined=False))
-
-        run_all(write, self._grid.project(sel), self.store, row=_row)
+        write_selection(self, selection, value)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self[...]
