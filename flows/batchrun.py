@@ -137,10 +137,16 @@ def _outcome(job: Any, future: PrefectFuture[Any]) -> BatchOutcome:
 
 
 def _recorded_done(future: PrefectFuture[Any]) -> bool:
-    """Whether the API has the batch's task run as finished (its future itself may be lost)."""
+    """Whether the batch's task run finished and its result record is stored: what a rerun finds as a
+    cache hit (its future itself may be lost). Prefect sets a task run Completed before it writes the
+    record, so a worker lost between the two leaves a Completed run that a rerun writes again."""
     try:
-        return future.state.is_completed()
-    except Exception:  # the API is unreachable as well: count it as not finished
+        state = future.state
+        if not state.is_completed():
+            return False
+        state.result(retry_result_failure=False)  # reads the stored record: raises when it was never written
+        return True
+    except Exception:  # no record, or the API or the result storage unreachable: not counted as finished
         return False
 
 

@@ -85,7 +85,8 @@ def test_a_killed_scheduler_fails_the_run_and_a_rerun_on_a_new_cluster_redoes_on
     assert rewritten <= WORKERS * THREADS * PER_BATCH, f"{rewritten} chunks rewritten"
     summary = state.result()["targets"][0]
     assert summary["chunks_written"] >= 256 - len(before)
-    assert summary["chunks_skipped"] >= int(finished[1]) * PER_BATCH  # the finished batches were cache hits
+    # the batches the message counts as finished (their result records stored) were all cache hits
+    assert summary["chunks_skipped"] >= int(finished[1]) * PER_BATCH
     write_plan(root)
     state, _ = run_flow(verify, destination=f"faulty://{root}", array="a")
     assert state.is_completed(), state.message
