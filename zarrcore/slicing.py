@@ -31,8 +31,10 @@ def read_selection(array: Array, selection: Any) -> Any:
     pipeline, fill, parts = array._pipeline, array._meta.fill, array._parts
     into, takes = pipeline.decodes_into, pipeline.takes
 
+    whole: set[ChunkIndex] = set()  # shards a partial read found changed or damaged: read them whole
+
     def read(p: Projection) -> None:
-        if parts is not None and not p.complete:
+        if parts is not None and not p.complete and p.index not in whole:
             part = parts.read(p, out[p.out_selection])
             if part.outcome == "placed":
                 return
@@ -48,8 +50,14 @@ def read_selection(array: Array, selection: Any) -> Any:
         elif chunk is not target:
             out[p.out_selection] = chunk[p.chunk_selection]
 
+    projections = list(array._grid.project(sel))
+    if parts is not None and array.store.io_kind == "cpu":
+        # memory and local disk: the shards' parts fetched in turn, their inner chunks decoded in one pool round
+        rest, changed = parts.read_all([(p, out[p.out_selection]) for p in projections if not p.complete])
+        whole.update(p.index for p in changed)
+        projections = [p for p in projections if p.complete] + rest + changed
     light = pipeline.light  # quick to decode: one thread is fastest on memory and local disk
-    run_all(read, array._grid.project(sel), array.store, row=_row, cpu_workers=1 if light else None)
+    run_all(read, projections, array.store, row=_row, cpu_workers=1 if light else None)
     return out[()] if out.ndim == 0 else out
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import zarrcore
 from tests.fixtures.instrumented import InstrumentedStore
-from zarrcore import shards
+from zarrcore import shards, telemetry
 from zarrcore.codecs.sharding import EMPTY, ShardingCodec
 from zarrcore.errors import ChunkError, CodecError, MetadataError
 from zarrcore.storage import LocalStore
@@ -378,6 +378,50 @@ def test_small_reads_fetch_the_index_and_only_the_inner_chunks_they_touch(tmp_pa
     counted.gets.clear()
     np.testing.assert_array_equal(b[45:55, 45:55], data[45:55, 45:55])
     assert len({k for k, _, _ in counted.gets}) == 4 and len(counted.gets) == 7
+
+
+def test_a_window_across_shards_is_one_span_per_shard_and_sees_each_shards_own_state(tmp_path: Path) -> None:
+    """A small read across four shards on local disk fetches each shard's parts in turn and decodes them
+    together; each shard is still read on its own terms: one telemetry span each, with its own bytes and
+    requests; a missing shard reads as the fill value, a shard replaced since its index was kept is read
+    again, and a damaged one is read whole and named."""
+    data = sample((80, 80), seed=21) + 1
+    a = zarrcore.create(tmp_path, shape=data.shape, chunks=(10, 10), shards=(40, 40), dtype="float32",
+                        codecs=[BYTES], fill_value=-1)  # fmt: skip
+    a[...] = data
+    a.write_chunk_bytes((1, 1), None)
+    expected = data.copy()
+    expected[40:, 40:] = -1
+    counted = InstrumentedStore(LocalStore(tmp_path))
+    b = zarrcore.open_array(counted)
+    window = (slice(35, 45), slice(32, 48))  # 5 x 8 of each shard: one inner chunk of each
+    stops: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    hid = telemetry.attach(("zarrcore", "chunk", "read", "stop"), lambda e, m, md: stops.append((m, md)))
+    try:
+        np.testing.assert_array_equal(b[window], expected[window])  # cold: each index read, then its range
+        index_bytes, inner = 16 * 16 + 4, 10 * 10 * 4
+        assert sorted((md["index"], md["stored"], m["requests"], m["encoded_bytes"]) for m, md in stops) == [
+            ((0, 0), True, 2, index_bytes + inner), ((0, 1), True, 2, index_bytes + inner),
+            ((1, 0), True, 2, index_bytes + inner), ((1, 1), False, 0, 0),
+        ]  # fmt: skip
+        stops.clear()
+        np.testing.assert_array_equal(b[window], expected[window])  # the kept indexes: one range each
+        assert sorted((md["index"], m["requests"]) for m, md in stops if md["stored"]) == [((0, 0), 1), ((0, 1), 1),
+                                                                                             ((1, 0), 1)]  # fmt: skip
+        other = zarrcore.open_array(tmp_path, mode="r+")
+        other[0:40, 0:40] = -data[0:40, 0:40]  # shard (0, 0) replaced: its kept index is refused
+        expected[0:40, 0:40] = -data[0:40, 0:40]
+        stops.clear()
+        np.testing.assert_array_equal(b[window], expected[window])
+        assert sorted(md["index"] for _, md in stops) == [(0, 0), (0, 1), (1, 0), (1, 1)]  # one span each
+        path = tmp_path / a.chunk_key((0, 1))
+        path.write_bytes(path.read_bytes()[:-1])  # shard (0, 1) a byte short: its index no longer checks
+        for reader in (b, zarrcore.open_array(tmp_path)):  # with its index kept, and cold
+            with pytest.raises(ChunkError, match="shard index") as info:
+                reader[window]
+            assert info.value.index == (0, 1)
+    finally:
+        telemetry.detach(hid)
 
 
 def test_a_kept_index_is_checked_against_the_shard_it_came_from(tmp_path: Path) -> None:
