@@ -5,6 +5,7 @@ threads encoding at once at different settings never mix their contexts."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numcodecs
@@ -15,8 +16,9 @@ import zstandard
 
 import zarrcore
 from zarrcore.codecs.base import build_numcodec
-from zarrcore.codecs.bounded import zstd_content_size
+from zarrcore.codecs.bounded import bounded_decoder, zstd_content_size
 from zarrcore.codecs.zstd import Zstd
+from zarrcore.errors import CodecError
 
 ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd", "configuration": {"level": 1}}]
 
@@ -71,6 +73,59 @@ def test_threads_encoding_at_once_at_different_settings_give_each_its_own_frames
                     return
 
     threads = [threading.Thread(target=encode, args=(s,)) for s in settings * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
+def _decode(frame: bytes, limit: int = 1 << 20) -> bytes:
+    """A frame through the bounded decoder a chunk's zstd codec gets (not the chain's first codec)."""
+    return bytes(memoryview(bounded_decoder(numcodecs.Zstd(), limit)(frame)).cast("B"))
+
+
+def _outcome(decode: Callable[[bytes], bytes], frame: bytes) -> tuple[str, bytes]:
+    try:
+        return "decoded", decode(frame)
+    except Exception:
+        return "refused", b""
+
+
+def test_frames_decode_on_the_threads_context_as_numcodecs_decodes_them() -> None:
+    """One frame decodes on the thread's own context; anything else (two frames, trailing bytes, a
+    damaged or cut frame, a checksum that does not match) is decoded or refused as numcodecs does."""
+    data = _data(4)
+    frame, checked = Zstd(level=1).encode(data), Zstd(level=3, checksum=True).encode(data)
+    flipped = bytearray(checked)
+    flipped[len(flipped) // 2] ^= 0xFF
+    cases = {"one frame": frame, "checksummed": checked, "two frames": frame + Zstd(level=1).encode(data[:100]),
+             "trailing bytes": frame + b"\0" * 7, "cut short": frame[:-9], "flipped byte": bytes(flipped)}  # fmt: skip
+    outcomes = {name: _outcome(_decode, f) for name, f in cases.items()}
+    assert outcomes == {name: _outcome(lambda f: bytes(numcodecs.zstd.decompress(f)), f) for name, f in cases.items()}
+    assert outcomes["one frame"] == outcomes["checksummed"] == ("decoded", data.tobytes())  # a positive control
+    assert outcomes["flipped byte"] == outcomes["cut short"] == outcomes["trailing bytes"] == ("refused", b"")
+    assert outcomes["two frames"][0] == "decoded"
+    with pytest.raises(CodecError, match="more than the"):
+        _decode(frame, limit=data.nbytes - 1)  # the stated size is checked before anything is decoded
+
+
+def test_threads_decoding_at_once_each_get_their_own_values() -> None:
+    frames = [Zstd(level=1).encode(_data(seed, 8_192)) for seed in range(16)]
+    expected = [numcodecs.zstd.decompress(f) for f in frames]
+    start, errors = threading.Barrier(4), []
+
+    def decode(offset: int) -> None:
+        start.wait()
+        for _ in range(30):
+            for n in range(len(frames)):
+                k = (n + offset) % len(frames)
+                if _decode(frames[k]) != expected[k]:
+                    errors.append(k)
+                    return
+
+    threads = [threading.Thread(target=decode, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:

@@ -22,8 +22,10 @@ import numcodecs
 import numcodecs.blosc
 import numcodecs.zstd
 import numpy as np
+import zstandard
 from numcodecs.abc import Codec
 
+from zarrcore.codecs.zstd import decompressor
 from zarrcore.errors import CodecError
 
 __all__ = ["SLACK", "bounded_decoder", "into_decoder", "outer_limit"]
@@ -87,7 +89,10 @@ def _zstd(buf: Any, limit: int, exact: bool) -> Any:
     if size is not None:
         if size > limit:
             raise _too_big("zstd", size, limit)
-        return numcodecs.zstd.decompress(view)
+        try:  # one frame, nothing after it: on the thread's own context
+            return decompressor().decompress(view, allow_extra_data=False)
+        except zstandard.ZstdError:  # several frames, or damage: numcodecs decodes or names it
+            return numcodecs.zstd.decompress(view)
     if not exact:  # numcodecs would stream the frame into memory without end
         raise CodecError("zstd: a frame that does not state its size can only be the first codec of the chain")
     try:  # into a buffer of exactly the chunk's size: more is "too small", less is "expected ..."

@@ -1,10 +1,11 @@
-"""zstd encoding on a compression context kept per thread.
+"""zstd on contexts kept per thread: encoding, and the decoding of frames that state their size.
 
 numcodecs' ``Zstd`` makes and frees a compression context on every call; for chunks of tens of KiB
 that set-up is a fifth of the encoding time. :class:`Zstd` is numcodecs' codec (same configuration,
 same id, decoded by numcodecs) whose ``encode`` runs on ``zstandard``'s compressor, one per thread
 and setting, reused. Its frames state their content size, as numcodecs' do (the bounded decoders
-rely on it), and carry a checksum when asked.
+rely on it), and carry a checksum when asked. Decoding makes a context per call too, 10-15% of
+decoding a 64 KiB chunk here: :func:`decompressor` is the thread's own, for the bounded decoders.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numcodecs
 import zstandard
 from numcodecs.compat import ensure_contiguous_ndarray
 
-__all__ = ["Zstd"]
+__all__ = ["Zstd", "decompressor"]
 
 _local = threading.local()
 
@@ -31,6 +32,14 @@ def _compressor(level: int, checksum: bool) -> zstandard.ZstdCompressor:
             level=level, write_checksum=checksum, write_content_size=True
         )
     return compressor
+
+
+def decompressor() -> zstandard.ZstdDecompressor:
+    """The calling thread's decompression context (numcodecs' ``decompress`` makes one per call)."""
+    dctx: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
+    if dctx is None:
+        dctx = _local.decompressor = zstandard.ZstdDecompressor()
+    return dctx
 
 
 class Zstd(numcodecs.Zstd):  # type: ignore[misc]
