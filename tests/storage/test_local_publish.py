@@ -4,8 +4,10 @@ errors, and leave no temporary file behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import shutil
 import stat
 import subprocess
@@ -17,7 +19,9 @@ import numpy as np
 import pytest
 
 import zarrcore
+from tests.fixtures.flowkit import wait_until
 from zarrcore.errors import AlreadyExists, StoreError
+from zarrcore.storage import files
 from zarrcore.storage.base import RangeRequest
 from zarrcore.storage.local import TMP_PREFIX, UNNAMED_FILES, LocalStore
 
@@ -205,6 +209,51 @@ def test_whole_reads_of_every_size_around_the_read_hint(tmp_path: Path) -> None:
     assert store.get("grown") == b"a" * 10
     (tmp_path / "grown").write_bytes(b"b" * 20_000_000)
     assert store.get("grown") == b"b" * 20_000_000
+
+
+def open_files_under(root: Path) -> list[str]:
+    """What this process's open descriptors name under ``root`` (a file removed shows "... (deleted)")."""
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(root)):
+                names.append(target)
+    return names
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("unnamed", WAYS)
+def test_large_files_replaced_or_removed_are_closed_off_the_writers_thread(tmp_path: Path, unnamed: bool) -> None:
+    """A file of RELEASE_MIN bytes or more that a put replaces, or a delete removes, is held open across
+    the rename or unlink and closed by the release thread: the key reads the new bytes at once, the
+    folder shows no old file at once, and no descriptor is left open once the thread is done."""
+    store = store_for(tmp_path, unnamed)
+    big = files.RELEASE_MIN
+    control = os.open(tmp_path, os.O_RDONLY)  # a positive control: the check sees an open descriptor
+    assert open_files_under(tmp_path) == [str(tmp_path)]
+    os.close(control)
+    for n in range(12):
+        store.put("a/k", bytes([n]) * (big + n))
+        assert store.get("a/k") == bytes([n]) * (big + n)
+        assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["k"]
+    store.put("a/small", b"s" * 100)
+    store.put("a/small", b"t" * 100)  # a small file is freed in the put itself
+    store.delete("a/k")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["small"]
+    wait_until(lambda: open_files_under(tmp_path) == [], timeout=30, what="the replaced files to be closed")
+
+
+def test_the_release_thread_closes_what_it_is_given() -> None:
+    """A descriptor handed to the release thread is closed by it (here a pipe's write end: the read end
+    then sees its end), and the thread takes many at once without losing one."""
+    pipes = [os.pipe() for _ in range(3 * files.RELEASE_MAX)]  # more than it queues: the rest closed at once
+    for _, write_end in pipes:
+        files._release(write_end)
+    for read_end, _ in pipes:
+        ready, _, _ = select.select([read_end], [], [], 30)
+        assert ready and os.read(read_end, 1) == b""  # end of file: the write end was closed
+        os.close(read_end)
 
 
 HIDE_PROC = """

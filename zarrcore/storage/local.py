@@ -42,6 +42,7 @@ from zarrcore.storage.files import (
     put_named,
     put_unnamed,
     read_all,
+    remove_file,
 )
 from zarrcore.storage.ranges import coalesce, split_run
 from zarrcore.storage.urls import parse_url
@@ -259,7 +260,7 @@ class LocalStore(Store):
         path = self._path(key)
         self._writable(key)
         try:
-            os.unlink(path)
+            remove_file(path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return
         except OSError as exc:
