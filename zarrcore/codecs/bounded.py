@@ -68,19 +68,13 @@ def _blosc(buf: Any, limit: int) -> Any:
 
 
 def zstd_content_size(view: memoryview) -> int | None:
-    """The decompressed size a zstd frame's header states, or ``None`` if it states none (RFC 8878 3.1.1.1)."""
-    if len(view) < 6 or int.from_bytes(view[:4], "little") != _ZSTD_MAGIC:
+    """The decompressed size a zstd frame's header states, or ``None`` if it states none, or the bytes
+    are no zstd frame (RFC 8878 3.1.1.1; read by zstd's own header parser)."""
+    try:
+        size = zstandard.frame_content_size(view)
+    except zstandard.ZstdError:
         return None
-    descriptor = view[4]
-    single_segment = (descriptor >> 5) & 1
-    size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
-    if not size_bytes:
-        return None
-    at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
-    if len(view) < at + size_bytes:
-        return None
-    size = int.from_bytes(view[at : at + size_bytes], "little")
-    return size + 256 if size_bytes == 2 else size
+    return size if size >= 0 and int.from_bytes(view[:4], "little") == _ZSTD_MAGIC else None
 
 
 def _zstd(buf: Any, limit: int, exact: bool) -> Any:

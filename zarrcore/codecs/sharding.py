@@ -29,6 +29,8 @@ __all__ = [
 
 #: The index value of an inner chunk that is not stored (both offset and length).
 EMPTY = np.uint64(2**64 - 1)
+#: A shard of at most this many inner chunks keeps their regions, made once (a list of slices each).
+KEPT_REGIONS = 1 << 16
 _INDEX_CODECS = {"bytes", "crc32c", "transpose"}  # the fixed-size codecs an index may use
 
 
@@ -116,11 +118,21 @@ class ShardingCodec:
         #: The encoded index's size in bytes (fixed: 16 per inner chunk, plus 4 per checksum), known
         #: without encoding one: an index is never allocated before a shard's own size is checked.
         self.index_nbytes = 16 * self.count + 4 * sum(c.get("name") == "crc32c" for c in index_codecs)
+        self._kept_regions: list[tuple[int, tuple[slice, ...]]] | None = None
 
-    def _regions(self) -> Iterator[tuple[int, tuple[slice, ...]]]:
-        """Each inner chunk's position in the index and its region in the shard, in C order."""
-        for n, position in enumerate(np.ndindex(*self.grid)):
-            yield n, tuple(slice(p * c, (p + 1) * c) for p, c in zip(position, self.inner_shape, strict=True))
+    def _regions(self) -> Iterator[tuple[int, tuple[slice, ...]]] | list[tuple[int, tuple[slice, ...]]]:
+        """Each inner chunk's position in the index and its region in the shard, in C order (made once
+        and kept for up to :data:`KEPT_REGIONS` inner chunks)."""
+        if self._kept_regions is not None:
+            return self._kept_regions
+        regions = (
+            (n, tuple(slice(p * c, (p + 1) * c) for p, c in zip(position, self.inner_shape, strict=True)))
+            for n, position in enumerate(np.ndindex(*self.grid))
+        )
+        if self.count > KEPT_REGIONS:
+            return regions
+        self._kept_regions = list(regions)
+        return self._kept_regions
 
     # -- whole shards ------------------------------------------------------------------------------
     def encode(self, shard: np.ndarray) -> bytes:
@@ -166,10 +178,10 @@ class ShardingCodec:
         """Decode a whole shard into ``out``, of the shard shape and any strides (a shard's place in
         a larger array): each inner chunk is copied once, from its decoded bytes to its place."""
         view = memoryview(data).cast("B")
-        index = self.decode_index(self.index_bytes(view), len(view))
-        for n, region in self._regions():
-            offset, size = index[n]
-            if offset == EMPTY:
+        rows = self.decode_index(self.index_bytes(view), len(view)).tolist()  # Python ints: cheap to slice with
+        empty = int(EMPTY)
+        for (offset, size), (_, region) in zip(rows, self._regions(), strict=True):
+            if offset == empty:
                 out[region] = self.fill
             else:
                 out[region] = self.decode_inner(view[offset : offset + size])
