@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,31 @@ def test_a_process_that_loses_proc_falls_back_to_named_files(tmp_path: Path) -> 
     assert {k: v[0] for k, v in files.items()} == {"a/before": b"unnamed", "a/k": b"second, longer",
                                                    "b/new/folder": b"x" * 100_000}  # fmt: skip
     assert not [p for p in root.rglob("*") if p.name.startswith(TMP_PREFIX)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_replaces_large_files_with_a_release_thread_of_its_own(tmp_path: Path) -> None:
+    """A child forked while the parent's release thread runs starts its own thread and never blocks on
+    the parent's (whose locks it inherits in whatever state they were)."""
+    store = LocalStore(tmp_path)
+    big = files.RELEASE_MIN
+    for n in range(4):
+        store.put("k", bytes([n]) * big)  # the parent's release thread is running
+    pid = os.fork()
+    if pid == 0:  # the child: replace again, then report through its exit status
+        try:
+            for n in range(4):
+                store.put("k", bytes([10 + n]) * big)
+            ok = store.get("k") == bytes([13]) * big and files._release_queue is not None
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0, done
+    assert store.get("k") == bytes([13]) * big

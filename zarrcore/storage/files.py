@@ -194,9 +194,11 @@ def _after_fork_in_child() -> None:
     global _release_queue, _release_lock
     _release_lock = threading.Lock()
     waiting, _release_queue = _release_queue, None
-    while waiting is not None and not waiting.empty():
-        with contextlib.suppress(OSError, queue.Empty):
-            os.close(waiting.get_nowait())
+    # the queue's own lock may have been held by the parent's closer at the fork: read its items
+    # directly (no other thread runs in the child)
+    for fd in list(waiting.queue) if waiting is not None else []:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 if hasattr(os, "register_at_fork"):
