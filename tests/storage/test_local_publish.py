@@ -245,6 +245,18 @@ def test_large_files_replaced_or_removed_are_closed_off_the_writers_thread(tmp_p
     wait_until(lambda: open_files_under(tmp_path) == [], timeout=30, what="the replaced files to be closed")
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_failed_replace_of_a_large_file_leaves_nothing_open(tmp_path: Path) -> None:
+    """A put whose rename fails (its key is a folder that holds a file) raises and leaves no
+    descriptor open on what it held."""
+    (tmp_path / "a" / "k").mkdir(parents=True)
+    (tmp_path / "a" / "k" / "inner").write_bytes(b"x")
+    with pytest.raises(OSError):
+        files.put_named(str(tmp_path / "a" / "k"), [memoryview(b"y" * files.RELEASE_MIN)], create=False, fsync=False)
+    assert open_files_under(tmp_path) == []
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["k"]  # no temporary left
+
+
 def test_the_release_thread_closes_what_it_is_given() -> None:
     """A descriptor handed to the release thread is closed by it (here a pipe's write end: the read end
     then sees its end), and the thread takes many at once without losing one."""

@@ -122,23 +122,15 @@ def _new_temp(folder: str, make: Callable[[str], None]) -> str:
 
 
 def _publish_temp(tmp: str, path: str, nbytes: int) -> None:
-    """Rename ``tmp`` over ``path``; a large file replaced is freed off this thread (:func:`_release`)."""
-    old = _hold(path) if nbytes >= RELEASE_MIN else None
-    with _removed_on_error(tmp):
+    """Rename ``tmp`` over ``path``; a large file replaced is freed off this thread (:func:`_released`)."""
+    with _released(_hold(path) if nbytes >= RELEASE_MIN else None), _removed_on_error(tmp):
         os.replace(tmp, path)
-    _release(old)
 
 
 def remove_file(path: str) -> None:
     """Unlink ``path`` (``FileNotFoundError`` if it is not there); a large file is freed off this thread."""
-    old = _hold(path, sized=True)
-    try:
+    with _released(_hold(path, sized=True)):
         os.unlink(path)
-    except BaseException:
-        if old is not None:
-            os.close(old)
-        raise
-    _release(old)
 
 
 # -- the last close of a replaced or removed file, off the writer's thread --------------------------------
@@ -171,6 +163,19 @@ def _closer(pending: queue.Queue[int]) -> None:
         fd = pending.get()
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _released(fd: int | None) -> Iterator[None]:
+    """Around the rename or unlink of the file held at ``fd``: closed on the closer thread once the
+    block succeeds, at once if it fails (the file is still linked: that close frees nothing)."""
+    try:
+        yield
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    _release(fd)
 
 
 def _release(fd: int | None) -> None:
