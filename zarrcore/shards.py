@@ -240,13 +240,15 @@ class ShardParts:
         with contextlib.ExitStack() as spans:
             for p, into in reads:
                 planned = self._box(p, into)
-                key = self.key(p.index)
-                kept = self.indexes.get(key) if planned is not None and planned[1] is not None else None
-                parts = sharding.parts_in(planned[0], kept[1]) if planned is not None and kept is not None else None
-                if planned is None or planned[1] is None or (kept is not None and not parts):
+                if planned is None or planned[1] is None:  # most of the shard, or not a box of the result
                     rest.append(p)
                     continue
-                box = planned[0]
+                box, key = planned[0], self.key(p.index)
+                kept = self.indexes.get(key)
+                parts = sharding.parts_in(box, kept[1]) if kept is not None else None
+                if kept is not None and not parts:  # nothing to read would check the kept index's version
+                    rest.append(p)
+                    continue
                 m = spans.enter_context(telemetry.span(("zarrcore", "chunk", "read"), self.span_meta(p.index, key)))
                 fetched = _Fetch()
                 if kept is None:
@@ -314,7 +316,7 @@ class ShardParts:
                     b.failed = True
 
         jobs = [(b, part, data) for b in boxes for part, data in zip(b.parts, b.datas, strict=True)]
-        light = sharding.inner.light  # as in Array.__getitem__: quick codecs read on one thread
+        light = sharding.inner.light  # as in slicing.read_selection: quick codecs read on one thread
         run_all(place, jobs, self.store, cpu_workers=1 if light else None)
 
     def _read_box(
