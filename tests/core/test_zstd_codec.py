@@ -5,8 +5,9 @@ threads encoding at once at different settings never mix their contexts."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numcodecs
 import numpy as np
@@ -25,6 +26,16 @@ ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd
 
 def _data(seed: int, n: int = 16_384) -> np.ndarray:
     return np.round(np.random.default_rng(seed).standard_normal(n), 2).astype("float32")
+
+
+def run_at_once(target: Callable[[Any], None], args: Iterable[Any]) -> None:
+    """``target(arg)`` on a thread per arg, all started, then joined (each within 60 s)."""
+    threads = [threading.Thread(target=target, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
 
 
 @pytest.mark.parametrize("level", [-5, 0, 1, 3, 22])
@@ -72,12 +83,7 @@ def test_threads_encoding_at_once_at_different_settings_give_each_its_own_frames
                     errors.append(setting)
                     return
 
-    threads = [threading.Thread(target=encode, args=(s,)) for s in settings * 2]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
+    run_at_once(encode, settings * 2)
     assert errors == []
 
 
@@ -125,10 +131,5 @@ def test_threads_decoding_at_once_each_get_their_own_values() -> None:
                     errors.append(k)
                     return
 
-    threads = [threading.Thread(target=decode, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
+    run_at_once(decode, range(4))
     assert errors == []
