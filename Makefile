@@ -56,6 +56,10 @@ chromium: $(CHROMIUM)
 demo: $(VENV)/.installed-demo
 	$(PY) -m flows.demo
 
+# The suite runs on one pytest-xdist worker per core; a test file stays on one worker (its module
+# fixtures, such as a Prefect server, start once), and each worker starts servers of its own.
+PYTEST_ARGS ?= -n auto --dist loadfile
+
 test: venv emulators chromium
 	$(VENV)/bin/ruff check zarrcore flows deployments tests bench
 	$(VENV)/bin/lint-imports

@@ -256,7 +256,7 @@ def test_invalid_fill_values(dtype: str, fmt: int, value: Any, match: str) -> No
     ("dtype", "value", "match"),
     [("int8", 2.5, "does not fit"), ("uint16", -1, "does not fit"), ("int32", math.nan, "does not fit"),
      ("float32", 1e39, "out of range"), ("int8", object(), "not a scalar")],
-    ids=str,
+    ids=lambda v: type(v).__name__ if type(v) is object else str(v),
 )  # fmt: skip
 def test_invalid_user_fill_values(dtype: str, value: Any, match: str) -> None:
     with pytest.raises(MetadataError, match=match):
