@@ -5,10 +5,9 @@ import tempfile
 
 # Prefect must never touch the developer's profile or phone home from tests. Each pytest-xdist worker
 # gets a home of its own (a worker inherits the environment of the process that started it).
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"zarrcore-prefect-home-{os.environ['PYTEST_XDIST_WORKER']}-")
-else:
-    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="zarrcore-prefect-home-"))
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker or "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"zarrcore-prefect-home-{_worker or 'main'}-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 

@@ -107,7 +107,8 @@ def test_a_killed_run_resumes_without_redoing_finished_batches(tmp_path: Path, k
                 said = run is not None and _progress(run.id)[0] >= 1
             return (stored >= kill_after and said) or proc.poll() is not None
 
-        wait_until(kill_point_or_end, timeout=120, interval=0.01, what=f"{kill_after} chunks stored")
+        waited_for = f"{kill_after} chunks stored" + (" and the progress artifact sent" if resume == "retry" else "")
+        wait_until(kill_point_or_end, timeout=120, interval=0.01, what=waited_for)
         assert proc.poll() is None, f"the run ended before the kill point: {log.read_text()[-2000:]}"
     finally:
         proc.kill()  # SIGKILL, by our own PID

@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -331,11 +330,16 @@ def test_a_forked_child_replaces_large_files_with_a_release_thread_of_its_own(tm
             os._exit(0 if ok else 1)
         except BaseException:
             os._exit(2)
-    deadline = time.monotonic() + 60
-    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done == (0, 0):
-        os.kill(pid, 9)
+
+    def child_ended() -> tuple[int, int] | None:
+        done = os.waitpid(pid, os.WNOHANG)
+        return done if done[0] == pid else None
+
+    try:
+        _, status = wait_until(child_ended, timeout=60, what="the forked child to end")
+    except AssertionError:
+        os.kill(pid, 9)  # our own child, by its PID
         os.waitpid(pid, 0)
-    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0, done
+        raise
+    assert os.waitstatus_to_exitcode(status) == 0, status
     assert store.get("k") == bytes([13]) * big
